@@ -1,0 +1,453 @@
+"""Recording of numpy array functions: reductions, products, selections, structure.
+
+Reductions and products become n-ary ops (LIN with coefficient lists, DOT with operand
+pairs), one op per output element, so a dense mat-vec costs one op per row. Structural
+functions apply the same numpy call to the slot array and the value array and record nothing.
+"""
+import numpy as np
+
+from . import opcodes as oc
+from .tracing import (HANDLED_FUNCTIONS, HANDLED_UFUNCS, Traced, as_slots, implements, make,
+                      operands)
+
+
+try:
+    from numpy.lib.array_utils import normalize_axis_tuple as _normalize_axis_tuple
+except ImportError:  # numpy < 2
+    from numpy.core.numeric import normalize_axis_tuple as _normalize_axis_tuple
+
+
+def _traced_or_const(x):
+    return x if isinstance(x, Traced) else np.asarray(x, dtype=np.float64)
+
+
+def _split_axis(a, axis):
+    """Move the reduced axes of arrays (idx, val) to the end: returns (idx2d, val2d, out_shape,
+    keep_shape) with rows = output elements."""
+    idx, val = np.asarray(a.idx), np.asarray(a.val)
+    nd = idx.ndim
+    axes = tuple(range(nd)) if axis is None else tuple(_normalize_axis_tuple(axis, nd))
+    kept = [d for d in range(nd) if d not in axes]
+    perm = kept + list(axes)
+    out_shape = tuple(idx.shape[d] for d in kept)
+    keep_shape = tuple(1 if d in axes else idx.shape[d] for d in range(nd))
+    k = int(np.prod([idx.shape[d] for d in axes], dtype=np.int64))
+    m = int(np.prod(out_shape, dtype=np.int64))
+    return (idx.transpose(perm).reshape(m, k), val.transpose(perm).reshape(m, k), out_shape,
+            keep_shape)
+
+
+def _finish(rec, slots, val, out_shape, keep_shape, keepdims):
+    shape = keep_shape if keepdims else out_shape
+    return make(rec, slots.reshape(shape), np.asarray(val, dtype=np.float64).reshape(shape))
+
+
+def _linear_reduce(a, axis, keepdims, scale):
+    rec = a.rec
+    idx, val, out_shape, keep_shape = _split_axis(a, axis)
+    m, k = idx.shape
+    if k == 0:
+        out = np.zeros(keep_shape if keepdims else out_shape) * scale(0)
+        return out if out.ndim else out[()]
+    c = scale(k)
+    slots = rec.append(oc.LIN, idx, coef=np.full((m, k), c))
+    return _finish(rec, slots, val.sum(axis=1) * c, out_shape, keep_shape, keepdims)
+
+
+def _check_reduce_kwargs(kwargs):
+    for key, v in kwargs.items():
+        if key in ("dtype", "out", "initial", "where") and v is None:
+            continue
+        if key == "dtype" and np.dtype(v).kind == "f":
+            continue
+        raise TypeError(f"jitad: reduction keyword {key}={v!r} is not supported on traced values")
+
+
+@implements(np.sum)
+def _sum(a, axis=None, keepdims=False, **kwargs):
+    _check_reduce_kwargs(kwargs)
+    return _linear_reduce(a, axis, keepdims, lambda k: 1.0)
+
+
+@implements(np.mean)
+def _mean(a, axis=None, keepdims=False, **kwargs):
+    _check_reduce_kwargs(kwargs)
+    return _linear_reduce(a, axis, keepdims, lambda k: 1.0 / k if k else np.nan)
+
+
+def _tree_reduce(a, axis, keepdims, name):
+    """prod/max/min as a balanced tree of binary ops, each level one vectorised append."""
+    rec = a.rec
+    idx, val, out_shape, keep_shape = _split_axis(a, axis)
+    m, k = idx.shape
+    if k == 0:
+        if name == "multiply":
+            out = np.ones(keep_shape if keepdims else out_shape)
+            return out if out.ndim else out[()]
+        raise ValueError("zero-size array to reduction operation which has no identity")
+    ufunc = getattr(np, name)
+    code = oc.binary_code(name, oc.VV)
+    while idx.shape[1] > 1:
+        half = idx.shape[1] // 2
+        left, right = idx[:, :half], idx[:, half:2 * half]
+        lval, rval = val[:, :half], val[:, half:2 * half]
+        new_val = ufunc(lval, rval)
+        slots = rec.append(code, np.stack([left.ravel(), right.ravel()], axis=1))
+        new_idx = slots.reshape(m, half)
+        if idx.shape[1] % 2:
+            new_idx = np.concatenate([new_idx, idx[:, -1:]], axis=1)
+            new_val = np.concatenate([new_val, val[:, -1:]], axis=1)
+        idx, val = new_idx, new_val
+    return _finish(rec, idx[:, 0], val[:, 0], out_shape, keep_shape, keepdims)
+
+
+@implements(np.prod)
+def _prod(a, axis=None, keepdims=False, **kwargs):
+    _check_reduce_kwargs(kwargs)
+    return _tree_reduce(a, axis, keepdims, "multiply")
+
+
+@implements(np.max, np.amax)
+def _max(a, axis=None, keepdims=False, **kwargs):
+    _check_reduce_kwargs(kwargs)
+    return _tree_reduce(a, axis, keepdims, "maximum")
+
+
+@implements(np.min, np.amin)
+def _min(a, axis=None, keepdims=False, **kwargs):
+    _check_reduce_kwargs(kwargs)
+    return _tree_reduce(a, axis, keepdims, "minimum")
+
+
+def _reduce_method(name, reducer):
+    def impl(a, axis=0, keepdims=False, **kwargs):
+        _check_reduce_kwargs(kwargs)
+        return reducer(_traced_or_const(a), axis, keepdims)
+    HANDLED_UFUNCS[name + ".reduce"] = impl
+
+
+_reduce_method("add", lambda a, ax, kd: _linear_reduce(a, ax, kd, lambda k: 1.0))
+_reduce_method("multiply", lambda a, ax, kd: _tree_reduce(a, ax, kd, "multiply"))
+_reduce_method("maximum", lambda a, ax, kd: _tree_reduce(a, ax, kd, "maximum"))
+_reduce_method("minimum", lambda a, ax, kd: _tree_reduce(a, ax, kd, "minimum"))
+
+
+@implements(np.argmax)
+def _argmax(a, axis=None, **kwargs):
+    return np.argmax(a.val, axis=axis, **kwargs)
+
+
+@implements(np.argmin)
+def _argmin(a, axis=None, **kwargs):
+    return np.argmin(a.val, axis=axis, **kwargs)
+
+
+# ---------------------------------------------------------------- products
+
+def _matmul(a, b):
+    """numpy matmul semantics (1-D promotion, broadcast batch dims) as LIN/DOT ops."""
+    rec = operands(a, b)
+    a, b = _traced_or_const(a), _traced_or_const(b)
+    ta, tb = isinstance(a, Traced), isinstance(b, Traced)
+    av = a.val if ta else a
+    bv = b.val if tb else b
+    if np.ndim(av) == 0 or np.ndim(bv) == 0:
+        raise ValueError("matmul: Input operand does not have enough dimensions")
+    val = np.matmul(av, bv)
+    ai = np.asarray(a.idx) if ta else None
+    bi = np.asarray(b.idx) if tb else None
+    def promote(x, first):
+        if x is None:
+            return None
+        if x.ndim == 1:
+            return x[None, :] if first else x[:, None]
+        return x
+    A_i, A_v = promote(ai, True), promote(np.asarray(av), True)
+    B_i, B_v = promote(bi, False), promote(np.asarray(bv), False)
+    # (..., M, 1, K) against (..., 1, N, K)
+    Ae = lambda x: x[..., :, None, :]
+    Be = lambda x: np.swapaxes(x, -1, -2)[..., None, :, :]
+    full = np.broadcast_shapes(Ae(A_v).shape, Be(B_v).shape)
+    K = full[-1]
+    out_shape = np.shape(val)
+    m = int(np.prod(full[:-1], dtype=np.int64))
+    if m == 0:
+        return np.zeros(out_shape)
+    if K == 0:
+        return np.zeros(out_shape) if out_shape else 0.0
+    if ta and tb:
+        args = np.stack([np.broadcast_to(Ae(A_i), full), np.broadcast_to(Be(B_i), full)], axis=-1)
+        slots = rec.append(oc.DOT, args.reshape(m, 2 * K))
+    elif ta:
+        slots = rec.append(oc.LIN, np.broadcast_to(Ae(A_i), full).reshape(m, K),
+                           coef=np.broadcast_to(Be(B_v), full).reshape(m, K))
+    else:
+        slots = rec.append(oc.LIN, np.broadcast_to(Be(B_i), full).reshape(m, K),
+                           coef=np.broadcast_to(Ae(A_v), full).reshape(m, K))
+    return make(rec, slots.reshape(out_shape), np.asarray(val, dtype=np.float64))
+
+
+HANDLED_UFUNCS["matmul"] = _matmul
+
+
+@implements(np.dot)
+def _dot(a, b, out=None):
+    if out is not None:
+        raise TypeError("jitad: np.dot(..., out=...) is not supported on traced values")
+    if np.ndim(_val(a)) == 0 or np.ndim(_val(b)) == 0:
+        return HANDLED_UFUNCS["multiply"](a, b)
+    if np.ndim(_val(b)) > 2:
+        raise TypeError("jitad: np.dot with a >2-D second operand is not supported; use matmul")
+    return _matmul(a, b)
+
+
+@implements(np.inner)
+def _inner(a, b):
+    if np.ndim(_val(a)) == 0 or np.ndim(_val(b)) == 0:
+        return HANDLED_UFUNCS["multiply"](a, b)
+    bt = np.swapaxes(b, -1, -2) if np.ndim(_val(b)) >= 2 else b
+    if np.ndim(_val(b)) > 2:
+        raise TypeError("jitad: np.inner with a >2-D second operand is not supported")
+    return _matmul(a, bt)
+
+
+@implements(np.vdot)
+def _vdot(a, b):
+    return _matmul(np.ravel(a), np.ravel(b))
+
+
+@implements(np.outer)
+def _outer(a, b, out=None):
+    return HANDLED_UFUNCS["multiply"](np.ravel(a)[:, None], np.ravel(b)[None, :])
+
+
+def _val(x):
+    return x.val if isinstance(x, Traced) else x
+
+
+@implements(np.linalg.norm)
+def _norm(x, ord=None, axis=None, keepdims=False):
+    nd = np.ndim(x.val)
+    if ord in (None, "fro") or (ord == 2 and (nd == 1 or axis is not None and np.ndim(axis) == 0)):
+        if axis is None and nd > 0 and ord in (None, "fro"):
+            flat = np.ravel(x)
+            r = np.sqrt(_matmul(flat, flat))
+            return np.reshape(r, (1,) * nd) if keepdims else r
+        return np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))
+    if nd == 1 or (axis is not None and np.ndim(axis) == 0):
+        if ord == 1:
+            return np.sum(np.abs(x), axis=axis, keepdims=keepdims)
+        if ord == np.inf:
+            return np.max(np.abs(x), axis=axis, keepdims=keepdims)
+        if ord == -np.inf:
+            return np.min(np.abs(x), axis=axis, keepdims=keepdims)
+    raise TypeError(f"jitad: np.linalg.norm with ord={ord!r} is not supported on traced values")
+
+
+# ---------------------------------------------------------------- scans
+
+@implements(np.cumsum)
+def _cumsum(a, axis=None, dtype=None, out=None):
+    if out is not None:
+        raise TypeError("jitad: np.cumsum(..., out=...) is not supported on traced values")
+    rec = a.rec
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    idx, val = np.moveaxis(np.asarray(a.idx), axis, -1), np.moveaxis(np.asarray(a.val), axis, -1)
+    shape = idx.shape
+    k = shape[-1]
+    idx2 = idx.reshape(-1, k)
+    m = idx2.shape[0]
+    out_val = np.cumsum(val, axis=-1)
+    if k <= 1 or m == 0:
+        return make(rec, np.moveaxis(idx.copy(), -1, axis), np.moveaxis(out_val, -1, axis))
+    # op (r, j) for j >= 1 computes y[r, j] = y[r, j-1] + x[r, j]; slots are known in advance
+    base = rec.n_slots
+    op_slot = base + np.arange(m * (k - 1), dtype=np.int64).reshape(m, k - 1)
+    prev = np.concatenate([idx2[:, :1], op_slot[:, :-1]], axis=1)
+    args = np.stack([prev, idx2[:, 1:]], axis=-1).reshape(-1, 2)
+    slots = rec.append(oc.LIN, args, coef=np.ones_like(args, dtype=np.float64))
+    out_idx = np.concatenate([idx2[:, :1], slots.reshape(m, k - 1)], axis=1).reshape(shape)
+    return make(rec, np.moveaxis(out_idx, -1, axis), np.moveaxis(out_val, -1, axis))
+
+
+def _accumulate_add(a, axis=0, dtype=None, out=None):
+    return _cumsum(a, axis=axis, out=out)
+
+
+HANDLED_UFUNCS["add.accumulate"] = _accumulate_add
+
+
+@implements(np.diff)
+def _diff(a, n=1, axis=-1, prepend=None, append=None):
+    if prepend is not None or append is not None:
+        parts = ([prepend] if prepend is not None else []) + [a] + (
+            [append] if append is not None else [])
+        a = np.concatenate([np.broadcast_to(p, _edge_shape(a, p, axis)) if not isinstance(
+            p, Traced) and np.ndim(p) == 0 else p for p in parts], axis=axis)
+    for _ in range(n):
+        hi = np.take(a, np.arange(1, a.shape[axis]), axis=axis)
+        lo = np.take(a, np.arange(0, a.shape[axis] - 1), axis=axis)
+        a = HANDLED_UFUNCS["subtract"](hi, lo)
+    return a
+
+
+def _edge_shape(a, p, axis):
+    shape = list(np.shape(_val(a)))
+    shape[axis] = 1
+    return tuple(shape)
+
+
+# ---------------------------------------------------------------- selection
+
+@implements(np.where)
+def _where(cond, x=None, y=None):
+    if x is None and y is None:
+        return np.where(_val(cond))
+    cond = np.asarray(_val(cond)).astype(bool)
+    rec = operands(x, y)
+    xv, yv = np.asarray(_val(x), dtype=np.float64), np.asarray(_val(y), dtype=np.float64)
+    val = np.where(cond, xv, yv)
+    shape = val.shape
+    cond_b = np.broadcast_to(cond, shape)
+    out = np.empty(shape, dtype=np.int64)
+    for side, mask in ((x, cond_b), (y, ~cond_b)):
+        if not mask.any():
+            continue
+        if isinstance(side, Traced):
+            out[mask] = np.broadcast_to(np.asarray(side.idx), shape)[mask]
+        else:
+            out[mask] = rec.constants(np.broadcast_to(np.asarray(side, dtype=np.float64),
+                                                      shape)[mask])
+    return make(rec, out, val)
+
+
+@implements(np.clip)
+def _clip(a, a_min=None, a_max=None, out=None, **kwargs):
+    a_min = kwargs.pop("min", a_min)
+    a_max = kwargs.pop("max", a_max)
+    if out is not None or kwargs:
+        raise TypeError("jitad: np.clip keyword arguments are not supported on traced values")
+    if a_min is not None:
+        a = HANDLED_UFUNCS["maximum"](a, a_min)
+    if a_max is not None:
+        a = HANDLED_UFUNCS["minimum"](a, a_max)
+    return a
+
+
+@implements(np.round, np.around)
+def _round(a, decimals=0, out=None):
+    if decimals != 0 or out is not None:
+        raise TypeError("jitad: np.round with decimals or out is not supported on traced values")
+    return HANDLED_UFUNCS["rint"](a)
+
+
+# ---------------------------------------------------------------- structure
+
+def _structural(func):
+    """A numpy function that only rearranges elements: apply it to slots and values alike."""
+    def impl(a, *args, **kwargs):
+        a = _traced_or_const(a)
+        if not isinstance(a, Traced):
+            return func(a, *args, **kwargs)
+        return make(a.rec, func(np.asarray(a.idx), *args, **kwargs),
+                    np.asarray(func(np.asarray(a.val), *args, **kwargs), dtype=np.float64))
+    HANDLED_FUNCTIONS[func] = impl
+    return impl
+
+
+for _f in (np.reshape, np.ravel, np.transpose, np.squeeze, np.expand_dims, np.moveaxis,
+           np.swapaxes, np.flip, np.fliplr, np.flipud, np.roll, np.broadcast_to, np.atleast_1d,
+           np.atleast_2d, np.atleast_3d, np.take, np.repeat, np.tile, np.copy, np.rot90,
+           np.diagonal):
+    _structural(_f)
+
+
+@implements(np.trace)
+def _trace(a, offset=0, axis1=0, axis2=1):
+    return np.sum(np.diagonal(a, offset, axis1, axis2), axis=-1)
+
+
+@implements(np.shape)
+def _shape(a):
+    return a.shape
+
+
+@implements(np.ndim)
+def _ndim(a):
+    return a.ndim
+
+
+@implements(np.size)
+def _size(a, axis=None):
+    return a.size if axis is None else a.shape[axis]
+
+
+@implements(np.zeros_like, np.empty_like)
+def _zeros_like(a, dtype=None, order="K", subok=True, shape=None):
+    return np.zeros(np.shape(a.val) if shape is None else shape, dtype=dtype or np.float64)
+
+
+@implements(np.ones_like)
+def _ones_like(a, dtype=None, order="K", subok=True, shape=None):
+    return np.ones(np.shape(a.val) if shape is None else shape, dtype=dtype or np.float64)
+
+
+@implements(np.full_like)
+def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
+    return np.full(np.shape(a.val) if shape is None else shape, fill_value,
+                   dtype=dtype or np.float64)
+
+
+def _join(func):
+    """concatenate/stack and friends over a mix of traced and constant arrays."""
+    def impl(arrays, *args, **kwargs):
+        arrays = list(arrays)
+        rec = operands(*arrays)
+        if rec is None:
+            return func([np.asarray(x) for x in arrays], *args, **kwargs)
+        idxs, vals = zip(*(as_slots(rec, x) for x in arrays))
+        return make(rec, func(list(idxs), *args, **kwargs),
+                    np.asarray(func(list(vals), *args, **kwargs), dtype=np.float64))
+    HANDLED_FUNCTIONS[func] = impl
+    return impl
+
+
+for _f in (np.concatenate, np.stack, np.hstack, np.vstack, np.dstack, np.column_stack):
+    _join(_f)
+
+
+def stack(arrays, axis=0):
+    """Build a traced array from traced scalars/arrays (and constants): like np.stack.
+
+    Returns a numpy array when nothing is traced.
+    """
+    return HANDLED_FUNCTIONS[np.stack](arrays, axis=axis)
+
+
+@implements(np.array_equal)
+def _array_equal(a1, a2, equal_nan=False):
+    return np.array_equal(_val(a1), _val(a2), equal_nan=equal_nan)
+
+
+@implements(np.isclose)
+def _isclose(a, b, **kw):
+    return np.isclose(_val(a), _val(b), **kw)
+
+
+@implements(np.allclose)
+def _allclose(a, b, **kw):
+    return np.allclose(_val(a), _val(b), **kw)
+
+
+@implements(np.sort)
+def _sort(a, axis=-1, **kw):
+    order = np.argsort(a.val, axis=axis, **kw)
+    return make(a.rec, np.take_along_axis(np.asarray(a.idx), order, axis=axis),
+                np.take_along_axis(np.asarray(a.val), order, axis=axis))
+
+
+@implements(np.argsort)
+def _argsort(a, axis=-1, **kw):
+    return np.argsort(a.val, axis=axis, **kw)
+

@@ -1,0 +1,173 @@
+"""Recording of numpy ufuncs on traced values: one op per output element, appended vectorised.
+
+Linear ufuncs (add, subtract, negative, scaling by a constant) become LIN ops; the others use
+the unary/binary op codes of `opcodes.py`. A binary op with one constant operand keeps the
+constant as the op's parameter (modes VC/CV), so constants never become tape slots here.
+"""
+import numpy as np
+
+from . import opcodes as oc
+from .tracing import HANDLED_UFUNCS, Traced, TracedScalar, make, operands
+
+_SCALAR_TYPES = (float, int, np.floating, np.integer)
+
+
+def _unary(name, ufunc):
+    code = oc.UNARY_CODE[name]
+
+    def impl(x):
+        rec = x.rec
+        if isinstance(x, TracedScalar):
+            v = float(ufunc(x.val))
+            return TracedScalar(rec, rec.append1(code, x.idx), v)
+        val = np.asarray(ufunc(x.val), dtype=np.float64)
+        slots = rec.append(code, x.idx.reshape(-1, 1))
+        return make(rec, slots.reshape(val.shape), val)
+    return impl
+
+
+def _is_scalar_operand(x):
+    return isinstance(x, (TracedScalar,) + _SCALAR_TYPES) or (
+        isinstance(x, np.ndarray) and x.ndim == 0)
+
+
+def _record_binary(rec, a, b, val, code_vv, code_vc, code_cv, lin=None):
+    """Append one op per element of the broadcast result.
+
+    `lin(mode, const)` gives (coefs, param) when the op is linear in that mode (None: not).
+    """
+    ta, tb = isinstance(a, Traced), isinstance(b, Traced)
+    shape = np.shape(val)
+    if ta and tb:
+        mode, const = oc.VV, None
+    elif ta:
+        mode, const = oc.VC, np.asarray(b, dtype=np.float64)
+    else:
+        mode, const = oc.CV, np.asarray(a, dtype=np.float64)
+    linear = lin(mode, const) if lin is not None else None
+    scalar = np.ndim(val) == 0
+    if scalar:
+        sa = a.idx if ta else -1
+        sb = b.idx if tb else -1
+        if linear is not None:
+            coefs, param = linear
+            c0 = float(coefs[0])
+            if mode == oc.VV:
+                slot = rec.append1(oc.LIN, sa, sb, float(param), c0, float(coefs[1]))
+            else:
+                slot = rec.append1(oc.LIN, sa if ta else sb, -1, float(param), c0)
+        elif mode == oc.VV:
+            slot = rec.append1(code_vv, sa, sb)
+        elif mode == oc.VC:
+            slot = rec.append1(code_vc, sa, -1, float(const))
+        else:
+            slot = rec.append1(code_cv, sb, -1, float(const))
+        return TracedScalar(rec, slot, float(val))
+    if mode == oc.VV:
+        ia, ib = np.broadcast_arrays(np.asarray(a.idx), np.asarray(b.idx))
+        args = np.stack([ia.ravel(), ib.ravel()], axis=1)
+    else:
+        traced = a if ta else b
+        args = np.broadcast_to(np.asarray(traced.idx), shape).reshape(-1, 1)
+    if linear is not None:
+        coefs, param = linear
+        coefs = np.stack([np.broadcast_to(c, shape).ravel() for c in coefs], axis=1)
+        slots = rec.append(oc.LIN, args, coef=coefs, param=np.broadcast_to(param, shape).ravel())
+    else:
+        code = {oc.VV: code_vv, oc.VC: code_vc, oc.CV: code_cv}[mode]
+        param = 0.0 if const is None else np.broadcast_to(const, shape).ravel()
+        slots = rec.append(code, args, param=param)
+    return make(rec, slots.reshape(shape), np.asarray(val, dtype=np.float64))
+
+
+def _binary(name, ufunc, lin=None):
+    if name in oc.BINARY_KIND:
+        codes = [oc.binary_code(name, m) for m in (oc.VV, oc.VC, oc.CV)]
+    else:
+        codes = [None, None, None]
+
+    def impl(a, b):
+        rec = operands(a, b)
+        if _is_scalar_operand(a) and _is_scalar_operand(b):
+            av = a.val if isinstance(a, Traced) else a
+            bv = b.val if isinstance(b, Traced) else b
+        else:
+            av = a.val if isinstance(a, Traced) else np.asarray(a, dtype=np.float64)
+            bv = b.val if isinstance(b, Traced) else np.asarray(b, dtype=np.float64)
+        val = ufunc(av, bv)
+        return _record_binary(rec, a, b, val, *codes, lin=lin)
+    return impl
+
+
+# linear rules: (mode, const) -> (coefs per edge, param) or None when not linear
+def _lin_add(mode, c):
+    return ((1.0, 1.0), 0.0) if mode == oc.VV else ((1.0,), c)
+
+
+def _lin_subtract(mode, c):
+    if mode == oc.VV:
+        return (1.0, -1.0), 0.0
+    return ((1.0,), -c) if mode == oc.VC else ((-1.0,), c)
+
+
+def _lin_multiply(mode, c):
+    return None if mode == oc.VV else ((c,), 0.0)
+
+
+def _lin_divide(mode, c):
+    return ((1.0 / c,), 0.0) if mode == oc.VC else None
+
+
+def _negative(x):
+    rec = x.rec
+    if isinstance(x, TracedScalar):
+        return TracedScalar(rec, rec.append1(oc.LIN, x.idx, -1, 0.0, -1.0), -x.val)
+    slots = rec.append(oc.LIN, x.idx.reshape(-1, 1), coef=-1.0)
+    return make(rec, slots.reshape(x.val.shape), -x.val)
+
+
+def _positive(x):
+    return x
+
+
+_UNARY_UFUNCS = {name: getattr(np, name) for name, _ in oc.UNARY if hasattr(np, name)}
+
+for _name, _uf in _UNARY_UFUNCS.items():
+    HANDLED_UFUNCS[_name] = _unary(_name, _uf)
+
+
+def _register_scipy():
+    """scipy.special ufuncs, when scipy is installed (it stays optional)."""
+    try:
+        import scipy.special as sp
+    except ImportError:
+        return
+    for name in ("erf", "expit", "gammaln"):
+        HANDLED_UFUNCS[name] = _unary(name, getattr(sp, name))
+
+
+_register_scipy()
+HANDLED_UFUNCS["negative"] = _negative
+HANDLED_UFUNCS["positive"] = _positive
+HANDLED_UFUNCS["add"] = _binary("add", np.add, _lin_add)
+HANDLED_UFUNCS["subtract"] = _binary("subtract", np.subtract, _lin_subtract)
+HANDLED_UFUNCS["multiply"] = _binary("multiply", np.multiply, _lin_multiply)
+HANDLED_UFUNCS["true_divide"] = HANDLED_UFUNCS["divide"] = _binary("divide", np.divide, _lin_divide)
+for _name in ("power", "arctan2", "hypot", "maximum", "minimum", "fmax", "fmin", "logaddexp"):
+    HANDLED_UFUNCS[_name] = _binary(_name, getattr(np, _name))
+HANDLED_UFUNCS["float_power"] = HANDLED_UFUNCS["power"]
+HANDLED_UFUNCS["abs"] = HANDLED_UFUNCS["absolute"]
+HANDLED_UFUNCS["round"] = HANDLED_UFUNCS["rint"]
+
+
+def _compare(ufunc):
+    def impl(a, b):
+        return ufunc(a.val if isinstance(a, Traced) else a, b.val if isinstance(b, Traced) else b)
+    return impl
+
+
+for _name in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
+              "isnan", "isfinite", "isinf", "signbit"):
+    _uf = getattr(np, _name)
+    HANDLED_UFUNCS[_name] = (_compare(_uf) if _uf.nin == 2 else
+                             (lambda uf: lambda x: uf(x.val))(_uf))

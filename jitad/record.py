@@ -1,0 +1,79 @@
+"""`jitad.record`: run a function once on traced arguments and return its Tape."""
+import numbers
+
+import numpy as np
+
+from . import array_functions  # noqa: F401  (registers numpy functions)
+from . import elementwise  # noqa: F401  (registers ufuncs)
+from .recorder import Recorder
+from .tape import Tape
+from .tracing import Traced, TracedArray, TracedScalar
+
+
+def as_float_array(a, what="argument"):
+    """float64 array from an array-like of real numbers, or TypeError naming the problem."""
+    if isinstance(a, Traced):
+        raise TypeError(f"{what} is a traced value; nested recording is not supported here")
+    if isinstance(a, (str, bytes)) or a is None:
+        raise TypeError(f"{what} must be a real number or a numpy array of them, got "
+                        f"{type(a).__name__}")
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what} must be real-valued (got dtype {arr.dtype})")
+    return np.asarray(arr, dtype=np.float64)
+
+
+def trace_inputs(rec, arrays):
+    """Traced stand-ins for float arrays whose slots are consecutive from 0."""
+    traced, offset = [], 0
+    for arr in arrays:
+        n = arr.size
+        if arr.ndim == 0:
+            traced.append(TracedScalar(rec, offset, float(arr)))
+        else:
+            idx = np.arange(offset, offset + n, dtype=np.int64).reshape(arr.shape)
+            traced.append(TracedArray(rec, idx, arr.copy()))
+        offset += n
+    return traced
+
+
+def output_slots(rec, out):
+    """(slots (m,), shapes, is_tuple) of a function's return value."""
+    is_tuple = isinstance(out, (tuple, list))
+    items = list(out) if is_tuple else [out]
+    slots, shapes = [], []
+    for k, item in enumerate(items):
+        if isinstance(item, Traced):
+            if item.rec is not rec:
+                raise TypeError("the function returned a value traced by another recording")
+            s = np.asarray(item.idx, dtype=np.int64)
+        elif isinstance(item, (numbers.Number, np.ndarray, np.generic)):
+            val = as_float_array(item, f"output {k}")
+            s = rec.constants(val).reshape(val.shape)
+        else:
+            raise TypeError(f"the function must return arrays, numbers or a tuple of them; output "
+                            f"{k} is {type(item).__name__}")
+        slots.append(s.ravel())
+        shapes.append(s.shape)
+    flat = np.concatenate(slots) if slots else np.empty(0, np.int64)
+    return flat, shapes, is_tuple
+
+
+def record(func, *args):
+    """Record func(*args) on a Tape.
+
+    args: numpy arrays of any shape, Python floats/ints or 0-d arrays (taken as float64). They
+    are flattened in C order and concatenated into the tape's input vector; func may return a
+    scalar, an array or a tuple of them, flattened likewise into the output vector.
+    """
+    arrays = [as_float_array(a, f"argument {k}") for k, a in enumerate(args)]
+    n_in = sum(a.size for a in arrays)
+    rec = Recorder(n_in)
+    with rec:
+        out = func(*trace_inputs(rec, arrays))
+    slots, shapes, is_tuple = output_slots(rec, out)
+    x0 = np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0)
+    return Tape(n_in, rec.code.view(), rec.param.view(), rec.eptr.view(), rec.arg.view(),
+                rec.coef.view(), rec.tptr.view(), rec.ta.view(), rec.tb.view(), slots,
+                input_shapes=[a.shape for a in arrays], output_shapes=shapes,
+                output_is_tuple=is_tuple, x0=x0)

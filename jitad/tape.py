@@ -1,0 +1,181 @@
+"""The Tape: a recorded function as flat arrays, and its derivative methods (like CppAD's ADFun).
+
+All inputs are flattened in C order and concatenated into one vector x of length n_inputs;
+outputs likewise into y of length n_outputs. Every array is validated here before it reaches
+a compiled sweep, since those do no bounds checks.
+"""
+import numpy as np
+
+from . import opcodes as oc
+from . import sweeps
+
+# Directions per multi-direction sweep in dense Hessians/Jacobians (see perf/README.md).
+BLOCK = 8
+INDEX = np.int32  # slot/edge indices stored per edge and term
+
+
+class Tape:
+    """A recorded function R^n -> R^m.
+
+    Attributes: n_inputs, n_outputs, input_shapes, output_shapes, output_is_tuple, x0 (the
+    recording point). len(tape) is the number of recorded operations.
+    """
+
+    def __init__(self, n_in, code, param, eptr, arg, coef, tptr, ta, tb, out,
+                 input_shapes=None, output_shapes=None, output_is_tuple=False, x0=None):
+        self.n_inputs = int(n_in)
+        self.code = np.ascontiguousarray(code, dtype=np.uint8)
+        self.param = np.ascontiguousarray(param, dtype=np.float64)
+        self.eptr = np.ascontiguousarray(eptr, dtype=np.int64)
+        self.arg = np.ascontiguousarray(arg, dtype=INDEX)
+        self.coef = np.ascontiguousarray(coef, dtype=np.float64)
+        self.tptr = np.ascontiguousarray(tptr, dtype=np.int64)
+        self.ta = np.ascontiguousarray(ta, dtype=INDEX)
+        self.tb = np.ascontiguousarray(tb, dtype=INDEX)
+        self.out = np.ascontiguousarray(out, dtype=INDEX)
+        self.n_outputs = int(self.out.shape[0])
+        self.input_shapes = [(self.n_inputs,)] if input_shapes is None else list(input_shapes)
+        self.output_shapes = [(self.n_outputs,)] if output_shapes is None else list(output_shapes)
+        self.output_is_tuple = output_is_tuple
+        self.x0 = None if x0 is None else np.asarray(x0, dtype=np.float64)
+        self._last = None  # (x, val, d1, d2) of the latest point with partials
+
+    def __len__(self):
+        return int(self.code.shape[0])
+
+    def __repr__(self):
+        return (f"<jitad.Tape: {self.n_inputs} inputs -> {self.n_outputs} outputs, {len(self)} ops, "
+                f"{self.arg.shape[0]} edges, {self.ta.shape[0]} second-order terms>")
+
+    @property
+    def nbytes(self):
+        """Bytes held by the tape's arrays."""
+        return sum(a.nbytes for a in (self.code, self.param, self.eptr, self.arg, self.coef,
+                                      self.tptr, self.ta, self.tb, self.out))
+
+    def op_counts(self):
+        """{op name: count} of the recorded operations."""
+        codes, counts = np.unique(self.code, return_counts=True)
+        return {oc.OP_NAMES[c]: int(k) for c, k in zip(codes, counts)}
+
+    # ---------------------------------------------------------------- validation of arguments
+    def _x(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.n_inputs,):
+            raise ValueError(f"x must have shape ({self.n_inputs},) (the tape's n_inputs), "
+                             f"got shape {x.shape}")
+        return np.ascontiguousarray(x)
+
+    def _directions(self, v, n, name, side):
+        v = np.asarray(v, dtype=np.float64)
+        if v.ndim == 1 and v.shape[0] == n:
+            return np.ascontiguousarray(v[:, None]) if side == "col" else v[None, :], True
+        if v.ndim == 2:
+            if side == "col" and v.shape[0] == n:
+                return np.ascontiguousarray(v), False
+            if side == "row" and v.shape[1] == n:
+                return np.ascontiguousarray(v), False
+        want = f"({n},) or ({n}, k)" if side == "col" else f"({n},) or (k, {n})"
+        raise ValueError(f"{name} must have shape {want}, got shape {v.shape}")
+
+    def _weights(self, w):
+        if w is None:
+            if self.n_outputs != 1:
+                raise ValueError(f"output weights w are required: the tape has {self.n_outputs} "
+                                 "outputs (second derivatives are of sum_k w[k]*y[k])")
+            return np.ones(1)
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != (self.n_outputs,):
+            raise ValueError(f"w must have shape ({self.n_outputs},) (the tape's n_outputs), got "
+                             f"shape {w.shape}")
+        return np.ascontiguousarray(w)
+
+    # ---------------------------------------------------------------- sweeps
+    def _point(self, x):
+        """Values and local partials at x (cached for the latest point)."""
+        last = self._last
+        if last is not None and np.array_equal(last[0], x):
+            return last[1], last[2], last[3]
+        val, d1, d2 = sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef,
+                                     self.tptr, self.n_inputs, x, True)
+        self._last = (x.copy(), val, d1, d2)
+        return val, d1, d2
+
+    def forward(self, x):
+        """y (m,) = f(x) for x (n,)."""
+        x = self._x(x)
+        last = self._last
+        if last is not None and np.array_equal(last[0], x):
+            return sweeps.gather(last[1], self.out)
+        val, _, _ = sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef,
+                                   self.tptr, self.n_inputs, x, False)
+        return sweeps.gather(val, self.out)
+
+    def value_and_gradient(self, x):
+        """(y (), g (n,)) for a scalar-output tape."""
+        if self.n_outputs != 1:
+            raise ValueError(f"gradient needs a single output, the tape has {self.n_outputs}; use "
+                             "jacobian or vjp")
+        x = self._x(x)
+        val, d1, _ = self._point(x)
+        adj = sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, np.ones(1))
+        return val[self.out[0]], adj[: self.n_inputs].copy()
+
+    def gradient(self, x):
+        """g (n,) = df/dx for a scalar-output tape."""
+        return self.value_and_gradient(x)[1]
+
+    def jvp(self, x, v):
+        """(y (m,), J @ v): v (n,) -> (m,), or k directions v (n, k) -> (m, k)."""
+        x = self._x(x)
+        V, single = self._directions(v, self.n_inputs, "v", "col")
+        val, d1, _ = self._point(x)
+        dot = sweeps.tangent(self.eptr, self.arg, d1, self.n_inputs, V)
+        Jv = dot[self.out, :]
+        return val[self.out], (Jv[:, 0] if single else Jv)
+
+    def vjp(self, x, w):
+        """(y (m,), w @ J): w (m,) -> (n,), or k weight rows w (k, m) -> (k, n)."""
+        x = self._x(x)
+        W, single = self._directions(w, self.n_outputs, "w", "row")
+        val, d1, _ = self._point(x)
+        adj = sweeps.reverse(self.eptr, self.arg, d1, self.n_inputs, self.out,
+                             np.ascontiguousarray(W))
+        wJ = adj[: self.n_inputs, :].T
+        return val[self.out], (wJ[0].copy() if single else np.ascontiguousarray(wJ))
+
+    def jacobian(self, x):
+        """J (m, n): forward mode when n <= m, else reverse mode; blocks in parallel."""
+        x = self._x(x)
+        _, d1, _ = self._point(x)
+        if self.n_inputs <= self.n_outputs:
+            return sweeps.jacobian_forward(self.eptr, self.arg, d1, self.n_inputs, self.out, BLOCK)
+        return sweeps.jacobian_reverse(self.eptr, self.arg, d1, self.n_inputs, self.out, BLOCK)
+
+    def _adjoints(self, x, w):
+        val, d1, d2 = self._point(x)
+        adj = sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w)
+        return d1, d2, adj
+
+    def hvp(self, x, v, w=None):
+        """H_w @ v, H_w the Hessian of sum_k w[k]*y[k]: v (n,) -> (n,), v (n, k) -> (n, k)."""
+        x = self._x(x)
+        V, single = self._directions(v, self.n_inputs, "v", "col")
+        d1, d2, adj = self._adjoints(x, self._weights(w))
+        R = sweeps.hvp(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, self.n_inputs,
+                       adj, V)
+        return R[:, 0].copy() if single else R
+
+    def hessian(self, x, w=None):
+        """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output)."""
+        x = self._x(x)
+        d1, d2, adj = self._adjoints(x, self._weights(w))
+        H = sweeps.hessian(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
+                           self.n_inputs, adj, BLOCK)
+        H += H.T
+        H *= 0.5
+        return H
+
+    def input_influence(self):
+        """Boolean (n,): which inputs any output depends on (from the tape's structure)."""
+        return sweeps.influence(self.eptr, self.arg, self.n_inputs, self.out)
