@@ -399,10 +399,20 @@ def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
                    dtype=dtype or np.float64)
 
 
+def _lift(x):
+    """A (nested) list/tuple holding traced scalars or arrays becomes one stacked traced array,
+    as numpy would turn it into an array (np.concatenate([v, [t]]) with a traced scalar t)."""
+    if isinstance(x, (list, tuple)):
+        items = [_lift(e) for e in x]
+        if any(isinstance(e, Traced) for e in items):
+            return HANDLED_FUNCTIONS[np.stack](items)
+    return x
+
+
 def _join(func):
     """concatenate/stack and friends over a mix of traced and constant arrays."""
     def impl(arrays, *args, **kwargs):
-        arrays = list(arrays)
+        arrays = [_lift(x) for x in arrays]
         rec = operands(*arrays)
         if rec is None:
             return func([np.asarray(x) for x in arrays], *args, **kwargs)

@@ -127,7 +127,10 @@ def _negative(x):
 
 
 def _positive(x):
-    return x
+    # numpy returns a new array: a view-sharing result would let `y = +x; y[0] = c` modify x
+    if isinstance(x, TracedScalar):
+        return x
+    return make(x.rec, np.array(x.idx, copy=True), np.array(x.val, copy=True))
 
 
 _UNARY_UFUNCS = {name: getattr(np, name) for name, _ in oc.UNARY if hasattr(np, name)}

@@ -209,14 +209,19 @@ def binary_rule(code, a, b, wa, wb):
         dab = -da * da
         dbb = 2.0 * v / (b * b)
     elif k == 2:  # power
-        if b == 2.0:
+        if b == 2.0:  # the common x**2: no pow() calls
             v = a * a
+            da = 2.0 * a
+            daa = 2.0
+        elif b == 3.0:
+            v = a * a * a
+            da = 3.0 * a * a
+            daa = 6.0 * a
         else:
             v = a ** b
-        if wa:
-            pm1 = a ** (b - 1.0)
-            da = b * pm1
-            daa = b * (b - 1.0) * a ** (b - 2.0)
+            if wa:
+                da = b * a ** (b - 1.0)
+                daa = b * (b - 1.0) * a ** (b - 2.0)
         if wb:
             la = np.log(a)
             db = v * la

@@ -15,16 +15,15 @@ from .rules import binary_rule, unary_rule
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 _pjit = njit(cache=True, error_model="numpy", nogil=True, parallel=True)
+_inline = njit(cache=True, error_model="numpy", nogil=True, inline="always")
 
 
 @_jit
-def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials):
-    """Values of all slots; with `partials`, also d1 (per edge) and d2 (per term)."""
+def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, val, d1, d2):
+    """Values of all slots into val (n_slots,); with `partials`, also the first partial of every
+    edge into d1 (n_edges,) and the second partial of every term into d2 (n_terms,)."""
     n_ops = code.shape[0]
-    val = np.empty(n_in + n_ops)
     val[:n_in] = x
-    d1 = np.empty(arg.shape[0] if partials else 0)
-    d2 = np.empty(tptr[n_ops] if partials else 0)
     for i in range(n_ops):
         c = code[i]
         e0 = eptr[i]
@@ -46,7 +45,8 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials):
             else:
                 a = param[i]
                 b = val[arg[e0]]
-            v, da, db, daa, dab, dbb = binary_rule(c, a, b, mode != oc.CV, mode != oc.VC)
+            v, da, db, daa, dab, dbb = binary_rule(c, a, b, partials and mode != oc.CV,
+                                                  partials and mode != oc.VC)
             if partials:
                 t0 = tptr[i]
                 nt = tptr[i + 1] - t0
@@ -91,7 +91,6 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials):
         else:  # CONST
             v = param[i]
         val[n_in + i] = v
-    return val, d1, d2
 
 
 @_jit
@@ -103,25 +102,69 @@ def gather(val, out):
 
 
 @_jit
-def reverse1(eptr, arg, d1, n_in, out, w):
-    """Adjoints of all slots for output weights w (m,): one reverse sweep."""
+def reverse1(eptr, arg, d1, n_in, out, w, adj):
+    """Adjoints of all slots into adj (n_slots,) for output weights w (m,): one reverse sweep."""
     n_ops = eptr.shape[0] - 1
-    adj = np.zeros(n_in + n_ops)
+    adj[:] = 0.0
     for k in range(out.shape[0]):
         adj[out[k]] += w[k]
     for i in range(n_ops - 1, -1, -1):
         a = adj[n_in + i]
         for e in range(eptr[i], eptr[i + 1]):
             adj[arg[e]] += a * d1[e]
-    return adj
 
 
 @_jit
-def reverse(eptr, arg, d1, n_in, out, W):
-    """Adjoints (n_slots, k) for k weight vectors W (k, m)."""
+def tangent1(eptr, arg, d1, n_in, v, dot):
+    """Tangents of all slots into dot (n_slots,) for one input direction v (n_in,)."""
+    n_ops = eptr.shape[0] - 1
+    dot[:n_in] = v
+    for i in range(n_ops):
+        acc = 0.0
+        for e in range(eptr[i], eptr[i + 1]):
+            acc += d1[e] * dot[arg[e]]
+        dot[n_in + i] = acc
+
+
+@_jit
+def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar):
+    """H_w @ v for one direction v (n_in,) into bar[:n_in]; dot, bar (n_slots,) work arrays.
+
+    The single-direction case gets its own 1-D kernel: 2-D indexing with k = 1 costs about 2x.
+    """
+    n_ops = eptr.shape[0] - 1
+    tangent1(eptr, arg, d1, n_in, v, dot)
+    bar[:] = 0.0
+    for i in range(n_ops - 1, -1, -1):
+        s = n_in + i
+        b = bar[s]
+        for e in range(eptr[i], eptr[i + 1]):
+            bar[arg[e]] += d1[e] * b
+        a = adj[s]
+        for t in range(tptr[i], tptr[i + 1]):
+            c = a * d2[t]
+            p = ta[t]
+            q = tb[t]
+            bar[arg[p]] += c * dot[arg[q]]
+            if p != q:
+                bar[arg[q]] += c * dot[arg[p]]
+
+
+@_jit
+def value_and_gradient(code, param, eptr, arg, coef, tptr, n_in, x, out, val, d1, d2, adj):
+    """Forward sweep with partials then one reverse sweep (one dispatch for small tapes)."""
+    forward(code, param, eptr, arg, coef, tptr, n_in, x, True, val, d1, d2)
+    w = np.ones(1)
+    reverse1(eptr, arg, d1, n_in, out, w, adj)
+    return val[out[0]]
+
+
+@_jit
+def reverse(eptr, arg, d1, n_in, out, W, adj):
+    """Adjoints into adj (n_slots, k) for k output weight vectors W (k, m)."""
     n_ops = eptr.shape[0] - 1
     k = W.shape[0]
-    adj = np.zeros((n_in + n_ops, k))
+    adj[:, :] = 0.0
     for r in range(out.shape[0]):
         s = out[r]
         for j in range(k):
@@ -133,40 +176,71 @@ def reverse(eptr, arg, d1, n_in, out, W):
             de = d1[e]
             for j in range(k):
                 adj[t, j] += de * adj[s, j]
-    return adj
 
 
 @_jit
-def tangent(eptr, arg, d1, n_in, V):
-    """Tangents (n_slots, k) of all slots for input directions V (n_in, k)."""
+def tangent(eptr, arg, d1, n_in, V, dot, act):
+    """Tangents of all slots for input directions V (n_in, k), written into dot (n_slots, k).
+
+    act (n_slots,) uint8 is set to 1 where a slot's tangent may be nonzero; rows of dot with
+    act == 0 are left unwritten (they are zero). Ops whose operands are all inactive cost one
+    flag check, which makes unit-seed blocks of a Hessian cheap on sparse problems.
+    """
     n_ops = eptr.shape[0] - 1
     k = V.shape[1]
-    dot = np.zeros((n_in + n_ops, k))
-    dot[:n_in, :] = V
+    for r in range(n_in):
+        a = 0
+        for j in range(k):
+            dot[r, j] = V[r, j]
+            if V[r, j] != 0.0:
+                a = 1
+        act[r] = a
     for i in range(n_ops):
         s = n_in + i
+        started = False
         for e in range(eptr[i], eptr[i + 1]):
             t = arg[e]
-            de = d1[e]
-            for j in range(k):
-                dot[s, j] += de * dot[t, j]
-    return dot
+            if act[t]:
+                de = d1[e]
+                if started:
+                    for j in range(k):
+                        dot[s, j] += de * dot[t, j]
+                else:
+                    for j in range(k):
+                        dot[s, j] = de * dot[t, j]
+                    started = True
+        act[s] = 1 if started else 0
+
+
+@_inline
+def _accumulate(bar, bact, t, c, src, srow, k):
+    """bar[t] += c * src[srow] (bar[t] counts as zero while bact[t] == 0)."""
+    if bact[t]:
+        for j in range(k):
+            bar[t, j] += c * src[srow, j]
+    else:
+        for j in range(k):
+            bar[t, j] = c * src[srow, j]
+        bact[t] = 1
 
 
 @_jit
-def hvp(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, V):
-    """Forward-over-reverse: (n_in, k) = H_w @ V, given first-order adjoints adj for weights w."""
+def hvp(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, V, dot, bar, act, bact):
+    """Forward-over-reverse: H_w @ V (n_in, k) into bar[:n_in] (rows with bact == 0 are zero),
+    given the first-order adjoints `adj` for the output weights w.
+
+    dot, bar (n_slots, k) and act, bact (n_slots,) uint8 are work arrays; only slots reached
+    by a nonzero tangent or second-order adjoint are touched.
+    """
     n_ops = eptr.shape[0] - 1
     k = V.shape[1]
-    dot = tangent(eptr, arg, d1, n_in, V)
-    bar = np.zeros((n_in + n_ops, k))
+    tangent(eptr, arg, d1, n_in, V, dot, act)
+    bact[:] = 0
     for i in range(n_ops - 1, -1, -1):
         s = n_in + i
-        for e in range(eptr[i], eptr[i + 1]):
-            t = arg[e]
-            de = d1[e]
-            for j in range(k):
-                bar[t, j] += de * bar[s, j]
+        if bact[s]:
+            for e in range(eptr[i], eptr[i + 1]):
+                _accumulate(bar, bact, arg[e], d1[e], bar, s, k)
         a = adj[s]
         for t in range(tptr[i], tptr[i + 1]):
             c = a * d2[t]
@@ -176,67 +250,100 @@ def hvp(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, V):
             q = tb[t]
             sp = arg[p]
             sq = arg[q]
+            if act[sq]:
+                _accumulate(bar, bact, sp, c, dot, sq, k)
+            if p != q and act[sp]:
+                _accumulate(bar, bact, sq, c, dot, sp, k)
+
+
+@_jit
+def _chunk(n_blocks, n_chunks, c):
+    """Blocks [b0, b1) of chunk c: contiguous, sizes differing by at most one."""
+    q, r = divmod(n_blocks, n_chunks)
+    b0 = c * q + min(c, r)
+    return b0, b0 + q + (1 if c < r else 0)
+
+
+@_pjit
+def hessian(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, H, Vw, dotw, barw, actw):
+    """Dense Hessian into H (n_in, n_in): blocks of `block` rows as multi-direction HVPs.
+
+    The blocks are split into c contiguous chunks run in prange; chunk i owns the work arrays
+    Vw[i] (n_in, block, zeroed), dotw[i] and barw[i] (n_slots, block), actw[i] (2, n_slots)
+    and writes only its own rows of H. The last block may be partial: its unused directions
+    stay zero.
+    """
+    block = Vw.shape[2]
+    n_blocks = (n_in + block - 1) // block
+    n_chunks = min(Vw.shape[0], n_blocks)
+    for c in prange(n_chunks):
+        b0, b1 = _chunk(n_blocks, n_chunks, c)
+        V = Vw[c]
+        dot = dotw[c]
+        bar = barw[c]
+        act = actw[c, 0]
+        bact = actw[c, 1]
+        for b in range(b0, b1):
+            j0 = b * block
+            k = min(n_in, j0 + block) - j0
             for j in range(k):
-                bar[sp, j] += c * dot[sq, j]
-            if p != q:
+                V[j0 + j, j] = 1.0
+            hvp(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, V, dot, bar, act, bact)
+            for j in range(k):
+                V[j0 + j, j] = 0.0
+                for r in range(n_in):
+                    H[j0 + j, r] = bar[r, j] if bact[r] else 0.0
+
+
+@_pjit
+def jacobian_forward(eptr, arg, d1, n_in, out, J, Vw, dotw, actw):
+    """Jacobian into J (m, n_in) from blocks of input directions; chunks in prange with work
+    arrays Vw[c] (n_in, block, zeroed), dotw[c] (n_slots, block), actw[c] (n_slots,)."""
+    m = out.shape[0]
+    block = Vw.shape[2]
+    n_blocks = (n_in + block - 1) // block
+    n_chunks = min(Vw.shape[0], n_blocks)
+    for c in prange(n_chunks):
+        b0, b1 = _chunk(n_blocks, n_chunks, c)
+        V = Vw[c]
+        dot = dotw[c]
+        act = actw[c]
+        for b in range(b0, b1):
+            j0 = b * block
+            k = min(n_in, j0 + block) - j0
+            for j in range(k):
+                V[j0 + j, j] = 1.0
+            tangent(eptr, arg, d1, n_in, V, dot, act)
+            for j in range(k):
+                V[j0 + j, j] = 0.0
+            for r in range(m):
+                s = out[r]
                 for j in range(k):
-                    bar[sq, j] += c * dot[sp, j]
-    return bar[:n_in, :].copy()
+                    J[r, j0 + j] = dot[s, j] if act[s] else 0.0
 
 
 @_pjit
-def hessian(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, block):
-    """Dense (n_in, n_in) Hessian: blocks of `block` rows as multi-direction HVPs in prange."""
-    n_blocks = (n_in + block - 1) // block
-    H = np.empty((n_in, n_in))
-    for b in prange(n_blocks):
-        j0 = b * block
-        k = min(n_in, j0 + block) - j0
-        V = np.zeros((n_in, k))
-        for j in range(k):
-            V[j0 + j, j] = 1.0
-        R = hvp(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, V)
-        for j in range(k):
-            H[j0 + j, :] = R[:, j]
-    return H
-
-
-@_pjit
-def jacobian_forward(eptr, arg, d1, n_in, out, block):
-    """(m, n_in) Jacobian from blocks of input directions in prange."""
+def jacobian_reverse(eptr, arg, d1, n_in, out, J, Ww, adjw):
+    """Jacobian into J (m, n_in) from blocks of output adjoints; chunks in prange with work
+    arrays Ww[c] (block, m, zeroed) and adjw[c] (n_slots, block)."""
     m = out.shape[0]
-    n_blocks = (n_in + block - 1) // block
-    J = np.empty((m, n_in))
-    for b in prange(n_blocks):
-        j0 = b * block
-        k = min(n_in, j0 + block) - j0
-        V = np.zeros((n_in, k))
-        for j in range(k):
-            V[j0 + j, j] = 1.0
-        dot = tangent(eptr, arg, d1, n_in, V)
-        for r in range(m):
-            for j in range(k):
-                J[r, j0 + j] = dot[out[r], j]
-    return J
-
-
-@_pjit
-def jacobian_reverse(eptr, arg, d1, n_in, out, block):
-    """(m, n_in) Jacobian from blocks of output adjoints in prange."""
-    m = out.shape[0]
+    block = Ww.shape[1]
     n_blocks = (m + block - 1) // block
-    J = np.empty((m, n_in))
-    for b in prange(n_blocks):
-        r0 = b * block
-        k = min(m, r0 + block) - r0
-        W = np.zeros((k, m))
-        for j in range(k):
-            W[j, r0 + j] = 1.0
-        adj = reverse(eptr, arg, d1, n_in, out, W)
-        for j in range(k):
-            for c in range(n_in):
-                J[r0 + j, c] = adj[c, j]
-    return J
+    n_chunks = min(Ww.shape[0], n_blocks)
+    for c in prange(n_chunks):
+        b0, b1 = _chunk(n_blocks, n_chunks, c)
+        W = Ww[c]
+        adj = adjw[c]
+        for b in range(b0, b1):
+            r0 = b * block
+            k = min(m, r0 + block) - r0
+            for j in range(k):
+                W[j, r0 + j] = 1.0
+            reverse(eptr, arg, d1, n_in, out, W, adj)
+            for j in range(k):
+                W[j, r0 + j] = 0.0
+                for col in range(n_in):
+                    J[r0 + j, col] = adj[col, j]
 
 
 @_jit

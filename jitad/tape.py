@@ -4,14 +4,19 @@ All inputs are flattened in C order and concatenated into one vector x of length
 outputs likewise into y of length n_outputs. Every array is validated here before it reaches
 a compiled sweep, since those do no bounds checks.
 """
+import itertools
+
+import numba
 import numpy as np
 
 from . import opcodes as oc
-from . import sweeps
+from . import sweeps, workspace
 
 # Directions per multi-direction sweep in dense Hessians/Jacobians (see perf/README.md).
 BLOCK = 8
 INDEX = np.int32  # slot/edge indices stored per edge and term
+_uids = itertools.count()
+_ONE = np.ones(1)
 
 
 class Tape:
@@ -38,7 +43,7 @@ class Tape:
         self.output_shapes = [(self.n_outputs,)] if output_shapes is None else list(output_shapes)
         self.output_is_tuple = output_is_tuple
         self.x0 = None if x0 is None else np.asarray(x0, dtype=np.float64)
-        self._last = None  # (x, val, d1, d2) of the latest point with partials
+        self._uid = next(_uids)  # names this tape in the per-thread point cache
 
     def __len__(self):
         return int(self.code.shape[0])
@@ -60,6 +65,9 @@ class Tape:
 
     # ---------------------------------------------------------------- validation of arguments
     def _x(self, x):
+        if (type(x) is np.ndarray and x.dtype == np.float64 and x.shape == (self.n_inputs,)
+                and x.flags.c_contiguous):
+            return x  # the fast path of repeated calls
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.n_inputs,):
             raise ValueError(f"x must have shape ({self.n_inputs},) (the tape's n_inputs), "
@@ -91,25 +99,59 @@ class Tape:
         return np.ascontiguousarray(w)
 
     # ---------------------------------------------------------------- sweeps
+    @property
+    def n_slots(self):
+        return self.n_inputs + len(self)
+
     def _point(self, x):
-        """Values and local partials at x (cached for the latest point)."""
-        last = self._last
-        if last is not None and np.array_equal(last[0], x):
-            return last[1], last[2], last[3]
-        val, d1, d2 = sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef,
-                                     self.tptr, self.n_inputs, x, True)
-        self._last = (x.copy(), val, d1, d2)
+        """(val, d1, d2) at x: values and local partials, in this thread's work arrays.
+
+        The latest point per thread is kept, so gradient-then-Hessian at one x runs the
+        forward sweep once. The arrays are reused: never hand them to users.
+        """
+        cached = self._cached_point(x)
+        if cached is not None:
+            return cached
+        val, d1, d2 = self._point_buffers()
+        sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                       self.n_inputs, x, True, val, d1, d2)
+        self._set_point(x, val, d1, d2)
         return val, d1, d2
+
+    def _cached_point(self, x):
+        ws = workspace.local()
+        key = ws.point_key
+        if key is not None and key[0] == self._uid and key[1] == x.tobytes():
+            b = ws.bufs
+            return b["val"][: self.n_slots], b["d1"][: self.arg.shape[0]], b["d2"][: self.ta.shape[0]]
+        return None
+
+    def _point_buffers(self):
+        return (workspace.buffer("val", (self.n_slots,)),
+                workspace.buffer("d1", (self.arg.shape[0],)),
+                workspace.buffer("d2", (self.ta.shape[0],)))
+
+    def _set_point(self, x, val, d1, d2):
+        ws = workspace.local()
+        ws.point_key = (self._uid, x.tobytes())
 
     def forward(self, x):
         """y (m,) = f(x) for x (n,)."""
         x = self._x(x)
-        last = self._last
-        if last is not None and np.array_equal(last[0], x):
-            return sweeps.gather(last[1], self.out)
-        val, _, _ = sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef,
-                                   self.tptr, self.n_inputs, x, False)
+        cached = self._cached_point(x)
+        if cached is not None:
+            return sweeps.gather(cached[0], self.out)
+        val = workspace.buffer("fval", (self.n_slots,))
+        sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                       self.n_inputs, x, False, val, val[:0], val[:0])
         return sweeps.gather(val, self.out)
+
+    def _adjoints(self, x, w):
+        """(val, d1, d2, adj): the point and first-order adjoints for output weights w (m,)."""
+        val, d1, d2 = self._point(x)
+        adj = workspace.buffer("adj", (self.n_slots,))
+        sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj)
+        return val, d1, d2, adj
 
     def value_and_gradient(self, x):
         """(y (), g (n,)) for a scalar-output tape."""
@@ -117,9 +159,18 @@ class Tape:
             raise ValueError(f"gradient needs a single output, the tape has {self.n_outputs}; use "
                              "jacobian or vjp")
         x = self._x(x)
-        val, d1, _ = self._point(x)
-        adj = sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, np.ones(1))
-        return val[self.out[0]], adj[: self.n_inputs].copy()
+        adj = workspace.buffer("adj", (self.n_slots,))
+        cached = self._cached_point(x)
+        if cached is not None:
+            val, d1, _ = cached
+            sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj)
+            y = val[self.out[0]]
+        else:
+            val, d1, d2 = self._point_buffers()
+            y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg, self.coef,
+                                          self.tptr, self.n_inputs, x, self.out, val, d1, d2, adj)
+            self._set_point(x, val, d1, d2)
+        return y, adj[: self.n_inputs].copy()
 
     def gradient(self, x):
         """g (n,) = df/dx for a scalar-output tape."""
@@ -130,8 +181,10 @@ class Tape:
         x = self._x(x)
         V, single = self._directions(v, self.n_inputs, "v", "col")
         val, d1, _ = self._point(x)
-        dot = sweeps.tangent(self.eptr, self.arg, d1, self.n_inputs, V)
-        Jv = dot[self.out, :]
+        dot = workspace.buffer("dot", (self.n_slots, V.shape[1]))
+        act = workspace.buffer("act", (self.n_slots,), np.uint8)
+        sweeps.tangent(self.eptr, self.arg, d1, self.n_inputs, V, dot, act)
+        Jv = dot[self.out, :] * act[self.out, None]
         return val[self.out], (Jv[:, 0] if single else Jv)
 
     def vjp(self, x, w):
@@ -139,39 +192,69 @@ class Tape:
         x = self._x(x)
         W, single = self._directions(w, self.n_outputs, "w", "row")
         val, d1, _ = self._point(x)
-        adj = sweeps.reverse(self.eptr, self.arg, d1, self.n_inputs, self.out,
-                             np.ascontiguousarray(W))
+        adj = workspace.buffer("adjk", (self.n_slots, W.shape[0]))
+        sweeps.reverse(self.eptr, self.arg, d1, self.n_inputs, self.out, np.ascontiguousarray(W),
+                       adj)
         wJ = adj[: self.n_inputs, :].T
         return val[self.out], (wJ[0].copy() if single else np.ascontiguousarray(wJ))
+
+    def _chunks(self, n_blocks):
+        return max(1, min(numba.get_num_threads(), n_blocks))
 
     def jacobian(self, x):
         """J (m, n): forward mode when n <= m, else reverse mode; blocks in parallel."""
         x = self._x(x)
         _, d1, _ = self._point(x)
-        if self.n_inputs <= self.n_outputs:
-            return sweeps.jacobian_forward(self.eptr, self.arg, d1, self.n_inputs, self.out, BLOCK)
-        return sweeps.jacobian_reverse(self.eptr, self.arg, d1, self.n_inputs, self.out, BLOCK)
-
-    def _adjoints(self, x, w):
-        val, d1, d2 = self._point(x)
-        adj = sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w)
-        return d1, d2, adj
+        n, m = self.n_inputs, self.n_outputs
+        J = np.empty((m, n))
+        if n <= m:
+            c = self._chunks(-(-n // BLOCK))
+            Vw = workspace.buffer("V", (c, n, BLOCK))
+            Vw[...] = 0.0
+            dotw = workspace.buffer("dot", (c, self.n_slots, BLOCK))
+            actw = workspace.buffer("act", (c, self.n_slots), np.uint8)
+            sweeps.jacobian_forward(self.eptr, self.arg, d1, n, self.out, J, Vw, dotw, actw)
+        else:
+            c = self._chunks(-(-m // BLOCK))
+            Ww = workspace.buffer("V", (c, BLOCK, m))
+            Ww[...] = 0.0
+            adjw = workspace.buffer("dot", (c, self.n_slots, BLOCK))
+            sweeps.jacobian_reverse(self.eptr, self.arg, d1, n, self.out, J, Ww, adjw)
+        return J
 
     def hvp(self, x, v, w=None):
         """H_w @ v, H_w the Hessian of sum_k w[k]*y[k]: v (n,) -> (n,), v (n, k) -> (n, k)."""
         x = self._x(x)
         V, single = self._directions(v, self.n_inputs, "v", "col")
-        d1, d2, adj = self._adjoints(x, self._weights(w))
-        R = sweeps.hvp(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, self.n_inputs,
-                       adj, V)
-        return R[:, 0].copy() if single else R
+        _, d1, d2, adj = self._adjoints(x, self._weights(w))
+        k = V.shape[1]
+        if single:
+            dot = workspace.buffer("dot", (self.n_slots,))
+            bar = workspace.buffer("bar", (self.n_slots,))
+            sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, self.n_inputs,
+                        adj, V[:, 0], dot, bar)
+            return bar[: self.n_inputs].copy()
+        dot = workspace.buffer("dot", (self.n_slots, k))
+        bar = workspace.buffer("bar", (self.n_slots, k))
+        act = workspace.buffer("act", (2, self.n_slots), np.uint8)
+        sweeps.hvp(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, self.n_inputs, adj,
+                   V, dot, bar, act[0], act[1])
+        return bar[: self.n_inputs, :] * act[1, : self.n_inputs, None]
 
     def hessian(self, x, w=None):
         """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output)."""
         x = self._x(x)
-        d1, d2, adj = self._adjoints(x, self._weights(w))
-        H = sweeps.hessian(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
-                           self.n_inputs, adj, BLOCK)
+        _, d1, d2, adj = self._adjoints(x, self._weights(w))
+        n = self.n_inputs
+        c = self._chunks(-(-n // BLOCK))
+        Vw = workspace.buffer("V", (c, n, BLOCK))
+        Vw[...] = 0.0
+        dotw = workspace.buffer("dot", (c, self.n_slots, BLOCK))
+        barw = workspace.buffer("bar", (c, self.n_slots, BLOCK))
+        actw = workspace.buffer("act", (c, 2, self.n_slots), np.uint8)
+        H = np.empty((n, n))
+        sweeps.hessian(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, n, adj, H, Vw,
+                       dotw, barw, actw)
         H += H.T
         H *= 0.5
         return H

@@ -171,7 +171,7 @@ class Traced:
         return HANDLED_UFUNCS["negative"](self)
 
     def __pos__(self):
-        return self
+        return HANDLED_UFUNCS["positive"](self)
 
     def __abs__(self):
         return HANDLED_UFUNCS["absolute"](self)
@@ -235,7 +235,7 @@ class Traced:
         if np.dtype(dtype).kind != "f":
             raise TypeError(f"jitad: cannot cast a traced value to {np.dtype(dtype)}; "
                             "the derivative would be lost")
-        return self
+        return np.copy(self) if copy else self
 
 
 class TracedScalar(Traced):

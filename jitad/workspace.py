@@ -1,0 +1,45 @@
+"""Per-thread work arrays reused across calls.
+
+Fresh large arrays are expensive here: each new page costs a fault (about 2 us on a VM), which
+for a 10^5-op tape exceeds the sweep itself. So the sweeps never allocate slot-sized arrays;
+they write into these buffers, owned by one thread each (a Tape can be used from many threads
+at once) and grown on demand. Results handed to users are always fresh copies.
+"""
+import threading
+
+import numpy as np
+
+
+class _Local(threading.local):
+    def __init__(self):
+        self.bufs = {}
+        self.point_key = None  # (tape uid, x) whose values/partials are in 'val', 'd1', 'd2'
+
+
+_local = _Local()
+
+
+def local():
+    return _local
+
+
+def buffer(name, shape, dtype=np.float64):
+    """A work array of `shape`, reused by this thread (contents undefined)."""
+    size = 1
+    for s in shape:
+        size *= s
+    bufs = _local.bufs
+    a = bufs.get(name)
+    if a is None or a.shape[0] < size or a.dtype != dtype:
+        grow = 0 if a is None or a.dtype != dtype else 2 * a.shape[0]
+        a = np.empty(max(size, grow, 16), dtype=dtype)
+        bufs[name] = a
+        if name in ("val", "d1", "d2"):
+            _local.point_key = None
+    return a[:size].reshape(shape)
+
+
+def clear():
+    """Release this thread's work arrays."""
+    _local.bufs.clear()
+    _local.point_key = None
