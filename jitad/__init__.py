@@ -4,13 +4,17 @@ Layers (see CONTRIBUTING.md): opcodes/rules (what each op is) -> recorder/tracin
 array_functions (recording NumPy code) -> tape/sweeps (the compiled derivative engine) ->
 the functional API on top.
 """
-from .array_functions import stack
-from .compiled import Function, function
-from .functional import grad, hessian, hvp, jacobian, jvp, value_and_grad, vhp, vjp
-from .lazy import LazyHessian
-from .record import record
-from .tape import Tape
-from .tracing import Traced
+from . import kernel_cache
+
+kernel_cache.check()  # before any kernel is loaded from the cache
+
+from .array_functions import stack  # noqa: E402
+from .compiled import Function, function  # noqa: E402
+from .functional import grad, hessian, hvp, jacobian, jvp, value_and_grad, vhp, vjp  # noqa: E402
+from .lazy import LazyHessian  # noqa: E402
+from .record import record  # noqa: E402
+from .tape import Tape  # noqa: E402
+from .tracing import Traced  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -4,6 +4,8 @@ Linear ufuncs (add, subtract, negative, scaling by a constant) become LIN ops; t
 the unary/binary op codes of `opcodes.py`. A binary op with one constant operand keeps the
 constant as the op's parameter (modes VC/CV), so constants never become tape slots here.
 """
+import operator
+
 import numpy as np
 
 from . import opcodes as oc
@@ -80,20 +82,50 @@ def _record_binary(rec, a, b, val, code_vv, code_vc, code_cv, lin=None):
     return make(rec, slots.reshape(shape), np.asarray(val, dtype=np.float64))
 
 
-def _binary(name, ufunc, lin=None):
+_PY_SCALARS = (float, int, np.float64)
+
+
+def _binary(name, ufunc, lin=None, scalar_op=None):
+    """The recording implementation of a binary ufunc.
+
+    lin(mode, const) -> (coefs, param) or None says where the op is linear (recorded as LIN);
+    scalar_op computes a value on np.float64 with numpy semantics faster than the ufunc.
+    """
     if name in oc.BINARY_KIND:
         codes = [oc.binary_code(name, m) for m in (oc.VV, oc.VC, oc.CV)]
     else:
         codes = [None, None, None]
+    scalar_op = scalar_op or ufunc
+
+    def scalar(rec, mode, s, t, c):
+        """Record one op on traced scalar slots s (and t in mode VV) with constant c."""
+        linear = lin(mode, c) if lin is not None else None
+        if linear is not None:
+            coefs, param = linear
+            if mode == oc.VV:
+                return rec.append1(oc.LIN, s, t, param, coefs[0], coefs[1])
+            return rec.append1(oc.LIN, s, -1, float(param), float(coefs[0]))
+        if mode == oc.VV:
+            return rec.append1(codes[0], s, t)
+        return rec.append1(codes[mode], s, -1, c)
 
     def impl(a, b):
+        ta = type(a) is TracedScalar
+        tb = type(b) is TracedScalar
+        if (ta or type(a) in _PY_SCALARS) and (tb or type(b) in _PY_SCALARS):
+            # the Python-loop fast path: one op, no arrays
+            av = a.val if ta else float(a)
+            bv = b.val if tb else float(b)
+            v = float(scalar_op(np.float64(av), bv))
+            if ta and tb:
+                rec = operands(a, b)
+                return TracedScalar(rec, scalar(rec, oc.VV, a.idx, b.idx, 0.0), v)
+            if ta:
+                return TracedScalar(a.rec, scalar(a.rec, oc.VC, a.idx, -1, bv), v)
+            return TracedScalar(b.rec, scalar(b.rec, oc.CV, b.idx, -1, av), v)
         rec = operands(a, b)
-        if _is_scalar_operand(a) and _is_scalar_operand(b):
-            av = a.val if isinstance(a, Traced) else a
-            bv = b.val if isinstance(b, Traced) else b
-        else:
-            av = a.val if isinstance(a, Traced) else np.asarray(a, dtype=np.float64)
-            bv = b.val if isinstance(b, Traced) else np.asarray(b, dtype=np.float64)
+        av = a.val if isinstance(a, Traced) else np.asarray(a, dtype=np.float64)
+        bv = b.val if isinstance(b, Traced) else np.asarray(b, dtype=np.float64)
         val = ufunc(av, bv)
         return _record_binary(rec, a, b, val, *codes, lin=lin)
     return impl
@@ -152,11 +184,13 @@ def _register_scipy():
 _register_scipy()
 HANDLED_UFUNCS["negative"] = _negative
 HANDLED_UFUNCS["positive"] = _positive
-HANDLED_UFUNCS["add"] = _binary("add", np.add, _lin_add)
-HANDLED_UFUNCS["subtract"] = _binary("subtract", np.subtract, _lin_subtract)
-HANDLED_UFUNCS["multiply"] = _binary("multiply", np.multiply, _lin_multiply)
-HANDLED_UFUNCS["true_divide"] = HANDLED_UFUNCS["divide"] = _binary("divide", np.divide, _lin_divide)
-for _name in ("power", "arctan2", "hypot", "maximum", "minimum", "fmax", "fmin", "logaddexp"):
+HANDLED_UFUNCS["add"] = _binary("add", np.add, _lin_add, operator.add)
+HANDLED_UFUNCS["subtract"] = _binary("subtract", np.subtract, _lin_subtract, operator.sub)
+HANDLED_UFUNCS["multiply"] = _binary("multiply", np.multiply, _lin_multiply, operator.mul)
+HANDLED_UFUNCS["true_divide"] = HANDLED_UFUNCS["divide"] = _binary("divide", np.divide, _lin_divide,
+                                                                   operator.truediv)
+HANDLED_UFUNCS["power"] = _binary("power", np.power, None, operator.pow)
+for _name in ("arctan2", "hypot", "maximum", "minimum", "fmax", "fmin", "logaddexp"):
     HANDLED_UFUNCS[_name] = _binary(_name, getattr(np, _name))
 HANDLED_UFUNCS["float_power"] = HANDLED_UFUNCS["power"]
 HANDLED_UFUNCS["abs"] = HANDLED_UFUNCS["absolute"]

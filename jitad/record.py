@@ -72,6 +72,7 @@ def record(func, *args):
     with rec:
         out = func(*trace_inputs(rec, arrays))
     slots, shapes, is_tuple = output_slots(rec, out)
+    rec.flush()
     x0 = np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0)
     return Tape(n_in, rec.code.view(), rec.param.view(), rec.eptr.view(), rec.arg.view(),
                 rec.coef.view(), rec.tptr.view(), rec.ta.view(), rec.tb.view(), slots,

@@ -60,14 +60,15 @@ class Recorder:
         self.ta = _Buf(np.int64)
         self.tb = _Buf(np.int64)
         self.n_const = 0
+        self._pending = ([], [], [], [], [])  # scalar ops not yet in the arrays: see append1
 
     @property
     def n_ops(self):
-        return self.code.n
+        return self.code.n + len(self._pending[0])
 
     @property
     def n_slots(self):
-        return self.n_in + self.code.n
+        return self.n_in + self.n_ops
 
     def __enter__(self):
         stack = getattr(_active, "stack", None)
@@ -86,9 +87,10 @@ class Recorder:
         """
         args = np.asarray(args, dtype=np.int64)
         K, E = args.shape
-        base = self.n_slots
         if K == 0:
             return np.empty(0, dtype=np.int64)
+        self.flush()
+        base = self.n_slots
         e_base = self.arg.n
         self.code.extend(np.full(K, code, dtype=np.uint8))
         self.param.extend(np.broadcast_to(np.asarray(param, dtype=np.float64), (K,)))
@@ -123,6 +125,7 @@ class Recorder:
         slots = np.asarray(slots)
         if self.n_const == 0:
             return np.zeros(slots.shape, dtype=bool)
+        self.flush()
         ops = slots - self.n_in
         mask = ops >= 0
         out = np.zeros(slots.shape, dtype=bool)
@@ -130,37 +133,64 @@ class Recorder:
         return out
 
     def append1(self, code, a, b=-1, param=0.0, ca=0.0, cb=0.0):
-        """Fast path for one op with one or two edges (Python loops over traced scalars)."""
-        ne = 1 if b < 0 else 2
-        for buf, k in ((self.code, 1), (self.param, 1), (self.eptr, 1), (self.arg, ne), (self.coef, ne),
-                       (self.tptr, 1)):
-            if buf.n + k > buf.a.shape[0]:
-                buf.reserve(k)
-        n = self.code.n
-        self.code.a[n] = code
-        self.param.a[n] = param
-        self.code.n = self.param.n = n + 1
-        e = self.arg.n
-        self.arg.a[e] = a
-        self.coef.a[e] = ca
-        if ne == 2:
-            self.arg.a[e + 1] = b
-            self.coef.a[e + 1] = cb
-        self.arg.n = self.coef.n = e + ne
-        self.eptr.a[self.eptr.n] = e + ne
-        self.eptr.n += 1
-        pattern = oc.TERM_PATTERN[code]
-        t = self.tptr.a[self.tptr.n - 1]
-        if pattern:
-            self.ta.reserve(len(pattern))
-            self.tb.reserve(len(pattern))
-            for p, q in pattern:
-                self.ta.a[self.ta.n] = e + p
-                self.tb.a[self.tb.n] = e + q
-                self.ta.n += 1
-                self.tb.n += 1
-            t += len(pattern)
-        self.tptr.a[self.tptr.n] = t
-        self.tptr.n += 1
-        return self.n_in + n
+        """One op with one edge (a) or two (a, b), for Python loops over traced scalars.
 
+        Appends to Python lists (a numpy element write costs ~10x a list append); `flush`
+        moves them into the arrays in one vectorised step before anything reads the arrays.
+        """
+        p = self._pending
+        p[0].append(code)
+        p[1].append(param)
+        if b < 0:
+            p[2].append(1)
+            p[3].append(a)
+            p[4].append(ca)
+        else:
+            p[2].append(2)
+            p[3].append(a)
+            p[3].append(b)
+            p[4].append(ca)
+            p[4].append(cb)
+        return self.n_in + self.code.n + len(p[0]) - 1
+
+    def flush(self):
+        """Move pending scalar ops into the arrays."""
+        codes, params, nes, args, coefs = self._pending
+        K = len(codes)
+        if K == 0:
+            return
+        self._pending = ([], [], [], [], [])
+        codes = np.array(codes, dtype=np.uint8)
+        nes = np.array(nes, dtype=np.int64)
+        e_base = self.arg.n
+        e_end = e_base + np.cumsum(nes)
+        e_start = e_end - nes
+        self.code.extend(codes)
+        self.param.extend(np.array(params, dtype=np.float64))
+        self.eptr.extend(e_end)
+        self.arg.extend(np.array(args, dtype=np.int64))
+        self.coef.extend(np.array(coefs, dtype=np.float64))
+        counts = _TERM_COUNT[codes]
+        t_base = self.tptr.a[self.tptr.n - 1]
+        self.tptr.extend(t_base + np.cumsum(counts))
+        total = int(counts.sum())
+        if total:
+            op = np.repeat(np.arange(K), counts)
+            local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+            pairs = _TERM_LOCAL[codes[op], local]
+            self.ta.extend(e_start[op] + pairs[:, 0])
+            self.tb.extend(e_start[op] + pairs[:, 1])
+
+
+def _term_tables():
+    """Per op code: number of terms and their local edge pairs (padded), for `flush`."""
+    count = np.zeros(oc.N_CODES, dtype=np.int64)
+    local = np.zeros((oc.N_CODES, 3, 2), dtype=np.int64)
+    for c, pattern in enumerate(oc.TERM_PATTERN):
+        if pattern:
+            count[c] = len(pattern)
+            local[c, : len(pattern)] = pattern
+    return count, local
+
+
+_TERM_COUNT, _TERM_LOCAL = _term_tables()

@@ -27,12 +27,12 @@ def digamma(x):
     if x < 0.0:  # reflection
         return digamma(1.0 - x) - math.pi / math.tan(math.pi * x)
     acc = 0.0
-    while x < 6.0:
+    while x < 12.0:  # recurrence up to where the asymptotic series is accurate to ~1e-16
         acc -= 1.0 / x
         x += 1.0
     f = 1.0 / (x * x)
     return acc + math.log(x) - 0.5 / x - f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (
-        1.0 / 240 - f * (1.0 / 132)))))
+        1.0 / 240 - f * (1.0 / 132 - f * (691.0 / 32760 - f / 12.0))))))
 
 
 @_jit
@@ -43,12 +43,12 @@ def trigamma(x):
         s = math.sin(math.pi * x)
         return -trigamma(1.0 - x) + math.pi * math.pi / (s * s)
     acc = 0.0
-    while x < 6.0:
+    while x < 12.0:
         acc += 1.0 / (x * x)
         x += 1.0
     f = 1.0 / (x * x)
     return acc + 1.0 / x + f / 2.0 + (1.0 / x) * f * (1.0 / 6 - f * (1.0 / 30 - f * (1.0 / 42 - f * (
-        1.0 / 30))))
+        1.0 / 30 - f * (5.0 / 66 - f * (691.0 / 2730 - f * 7.0 / 6))))))
 
 
 @_jit
@@ -156,10 +156,10 @@ def unary_rule(code, x, partials):
         d = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)
     elif k == 24:  # sign
         v = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else (0.0 if x == 0.0 else x))
-    elif k == 25:  # floor
-        v = math.floor(x) if math.isfinite(x) else x
+    elif k == 25:  # floor (np.floor stays float: math.floor returns an int64 in numba)
+        v = np.floor(x)
     elif k == 26:  # ceil
-        v = math.ceil(x) if math.isfinite(x) else x
+        v = np.ceil(x)
     elif k == 27:  # rint (np.round): round half to even
         v = np.rint(x)
     elif k == 28:  # erf
@@ -219,9 +219,14 @@ def binary_rule(code, a, b, wa, wb):
             daa = 6.0 * a
         else:
             v = a ** b
-            if wa:
-                da = b * a ** (b - 1.0)
-                daa = b * (b - 1.0) * a ** (b - 2.0)
+            if wa:  # b = 0 and b = 1 spelled out: 0 * 0**-1 would give NaN at a = 0
+                if b == 0.0:
+                    da = 0.0
+                elif b == 1.0:
+                    da = 1.0
+                else:
+                    da = b * a ** (b - 1.0)
+                    daa = b * (b - 1.0) * a ** (b - 2.0)
         if wb:
             la = np.log(a)
             db = v * la
@@ -275,10 +280,15 @@ def binary_rule(code, a, b, wa, wb):
             v = np.nan
     elif k == 9:  # logaddexp
         m = max(a, b)
-        if m == -np.inf:
-            v = -np.inf
+        if np.isnan(a) or np.isnan(b):
+            v = np.nan
+        elif a == b:  # also the infinities, where a - b is NaN
+            v = a + _LN2
             da = 0.5
             db = 0.5
+            daa = 0.0 if np.isinf(a) else 0.25
+            dbb = daa
+            dab = -daa
         else:
             v = m + math.log1p(math.exp(-abs(a - b)))
             da = math.exp(a - v)

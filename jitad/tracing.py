@@ -259,6 +259,8 @@ class TracedArray(Traced):
             yield self[i]
 
     def __getitem__(self, key):
+        if type(key) is int and self.idx.ndim == 1 and not self.rec.n_const:
+            return TracedScalar(self.rec, int(self.idx[key]), float(self.val[key]))  # loop fast path
         key = _index_key(key)
         return make(self.rec, self.idx[key], self.val[key])
 
