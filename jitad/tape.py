@@ -5,6 +5,7 @@ outputs likewise into y of length n_outputs. Every array is validated here befor
 a compiled sweep, since those do no bounds checks.
 """
 import itertools
+import threading
 
 import numba
 import numpy as np
@@ -14,9 +15,37 @@ from . import sweeps, workspace
 
 # Directions per multi-direction sweep in dense Hessians/Jacobians (see perf/README.md).
 BLOCK = 8
-INDEX = np.int32  # slot/edge indices stored per edge and term
+INDEX = np.int32  # every index array (slots, edges, terms): 4 bytes each
 _uids = itertools.count()
 _ONE = np.ones(1)
+
+
+def _index_array(a, what):
+    a = np.asarray(a)
+    if a.size and (a.max() > np.iinfo(INDEX).max or a.min() < 0):
+        raise ValueError(f"tape too large: {what} exceed the int32 index range")
+    return np.ascontiguousarray(a, dtype=INDEX)
+
+
+_parallel_lock = threading.Lock()
+
+
+def parallel(kernel, *args):
+    """Call a prange kernel. Numba's 'workqueue' threading layer (used when neither OpenMP nor
+    TBB is available) aborts the process on concurrent parallel calls, so calls are serialised
+    under it; with 'omp' or 'tbb' threads run their parallel kernels concurrently."""
+    if _layer[0] is None:
+        with _parallel_lock:
+            kernel(*args)
+            _layer[0] = numba.threading_layer()
+        return
+    if _layer[0] == "workqueue":
+        with _parallel_lock:
+            return kernel(*args)
+    return kernel(*args)
+
+
+_layer = [None]
 
 
 class Tape:
@@ -31,10 +60,10 @@ class Tape:
         self.n_inputs = int(n_in)
         self.code = np.ascontiguousarray(code, dtype=np.uint8)
         self.param = np.ascontiguousarray(param, dtype=np.float64)
-        self.eptr = np.ascontiguousarray(eptr, dtype=np.int64)
+        self.eptr = _index_array(eptr, "edge offsets")
         self.arg = np.ascontiguousarray(arg, dtype=INDEX)
         self.coef = np.ascontiguousarray(coef, dtype=np.float64)
-        self.tptr = np.ascontiguousarray(tptr, dtype=np.int64)
+        self.tptr = _index_array(tptr, "term offsets")
         self.ta = np.ascontiguousarray(ta, dtype=INDEX)
         self.tb = np.ascontiguousarray(tb, dtype=INDEX)
         self.out = np.ascontiguousarray(out, dtype=INDEX)
@@ -109,38 +138,27 @@ class Tape:
         The latest point per thread is kept, so gradient-then-Hessian at one x runs the
         forward sweep once. The arrays are reused: never hand them to users.
         """
-        cached = self._cached_point(x)
-        if cached is not None:
-            return cached
-        val, d1, d2 = self._point_buffers()
-        sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                       self.n_inputs, x, True, val, d1, d2)
-        self._set_point(x, val, d1, d2)
+        val, d1, d2, _ = self._arrays()
+        if not self._at_point(x):
+            sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                           self.n_inputs, x, True, val, d1, d2)
+            workspace.local().point_key = (self._uid, x.tobytes())
         return val, d1, d2
 
-    def _cached_point(self, x):
-        ws = workspace.local()
-        key = ws.point_key
-        if key is not None and key[0] == self._uid and key[1] == x.tobytes():
-            b = ws.bufs
-            return b["val"][: self.n_slots], b["d1"][: self.arg.shape[0]], b["d2"][: self.ta.shape[0]]
-        return None
+    def _arrays(self):
+        return workspace.point_arrays(self._uid, self.n_slots, self.arg.shape[0],
+                                      self.ta.shape[0])
 
-    def _point_buffers(self):
-        return (workspace.buffer("val", (self.n_slots,)),
-                workspace.buffer("d1", (self.arg.shape[0],)),
-                workspace.buffer("d2", (self.ta.shape[0],)))
-
-    def _set_point(self, x, val, d1, d2):
-        ws = workspace.local()
-        ws.point_key = (self._uid, x.tobytes())
+    def _at_point(self, x):
+        """Whether this thread's point arrays hold this tape's values and partials at x."""
+        key = workspace.local().point_key
+        return key is not None and key[0] == self._uid and key[1] == x.tobytes()
 
     def forward(self, x):
         """y (m,) = f(x) for x (n,)."""
         x = self._x(x)
-        cached = self._cached_point(x)
-        if cached is not None:
-            return sweeps.gather(cached[0], self.out)
+        if self._at_point(x):
+            return sweeps.gather(self._arrays()[0], self.out)
         val = workspace.buffer("fval", (self.n_slots,))
         sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
                        self.n_inputs, x, False, val, val[:0], val[:0])
@@ -149,7 +167,7 @@ class Tape:
     def _adjoints(self, x, w):
         """(val, d1, d2, adj): the point and first-order adjoints for output weights w (m,)."""
         val, d1, d2 = self._point(x)
-        adj = workspace.buffer("adj", (self.n_slots,))
+        adj = self._arrays()[3]
         sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj)
         return val, d1, d2, adj
 
@@ -159,17 +177,14 @@ class Tape:
             raise ValueError(f"gradient needs a single output, the tape has {self.n_outputs}; use "
                              "jacobian or vjp")
         x = self._x(x)
-        adj = workspace.buffer("adj", (self.n_slots,))
-        cached = self._cached_point(x)
-        if cached is not None:
-            val, d1, _ = cached
+        val, d1, d2, adj = self._arrays()
+        if self._at_point(x):
             sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj)
             y = val[self.out[0]]
         else:
-            val, d1, d2 = self._point_buffers()
             y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg, self.coef,
                                           self.tptr, self.n_inputs, x, self.out, val, d1, d2, adj)
-            self._set_point(x, val, d1, d2)
+            workspace.local().point_key = (self._uid, x.tobytes())
         return y, adj[: self.n_inputs].copy()
 
     def gradient(self, x):
@@ -213,13 +228,14 @@ class Tape:
             Vw[...] = 0.0
             dotw = workspace.buffer("dot", (c, self.n_slots, BLOCK))
             actw = workspace.buffer("act", (c, self.n_slots), np.uint8)
-            sweeps.jacobian_forward(self.eptr, self.arg, d1, n, self.out, J, Vw, dotw, actw)
+            parallel(sweeps.jacobian_forward, self.eptr, self.arg, d1, n, self.out, J, Vw, dotw,
+                     actw)
         else:
             c = self._chunks(-(-m // BLOCK))
             Ww = workspace.buffer("V", (c, BLOCK, m))
             Ww[...] = 0.0
             adjw = workspace.buffer("dot", (c, self.n_slots, BLOCK))
-            sweeps.jacobian_reverse(self.eptr, self.arg, d1, n, self.out, J, Ww, adjw)
+            parallel(sweeps.jacobian_reverse, self.eptr, self.arg, d1, n, self.out, J, Ww, adjw)
         return J
 
     def hvp(self, x, v, w=None):
@@ -253,8 +269,8 @@ class Tape:
         barw = workspace.buffer("bar", (c, self.n_slots, BLOCK))
         actw = workspace.buffer("act", (c, 2, self.n_slots), np.uint8)
         H = np.empty((n, n))
-        sweeps.hessian(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, n, adj, H, Vw,
-                       dotw, barw, actw)
+        parallel(sweeps.hessian, self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, n, adj,
+                 H, Vw, dotw, barw, actw)
         H += H.T
         H *= 0.5
         return H

@@ -13,7 +13,8 @@ import numpy as np
 class _Local(threading.local):
     def __init__(self):
         self.bufs = {}
-        self.point_key = None  # (tape uid, x) whose values/partials are in 'val', 'd1', 'd2'
+        self.point_key = None  # (tape uid, x bytes) whose values/partials are in the point arrays
+        self.views = {}  # tape uid -> (val, d1, d2, adj) views into bufs, dropped when bufs grow
 
 
 _local = _Local()
@@ -34,12 +35,24 @@ def buffer(name, shape, dtype=np.float64):
         grow = 0 if a is None or a.dtype != dtype else 2 * a.shape[0]
         a = np.empty(max(size, grow, 16), dtype=dtype)
         bufs[name] = a
+        _local.views.clear()
         if name in ("val", "d1", "d2"):
             _local.point_key = None
     return a[:size].reshape(shape)
 
 
+def point_arrays(uid, n_slots, n_edges, n_terms):
+    """(val, d1, d2, adj) work arrays sized for one tape; cached per tape for small-call speed."""
+    v = _local.views.get(uid)
+    if v is None:
+        v = (buffer("val", (n_slots,)), buffer("d1", (n_edges,)), buffer("d2", (n_terms,)),
+             buffer("adj", (n_slots,)))
+        _local.views[uid] = v
+    return v
+
+
 def clear():
     """Release this thread's work arrays."""
     _local.bufs.clear()
+    _local.views.clear()
     _local.point_key = None
