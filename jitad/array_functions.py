@@ -308,6 +308,8 @@ def _where(cond, x=None, y=None):
     rec = operands(x, y)
     xv, yv = np.asarray(_val(x), dtype=np.float64), np.asarray(_val(y), dtype=np.float64)
     val = np.where(cond, xv, yv)
+    if rec is None:  # only the condition was traced: its recorded values pick constants
+        return val
     shape = val.shape
     cond_b = np.broadcast_to(cond, shape)
     out = np.empty(shape, dtype=np.int64)

@@ -21,7 +21,6 @@ import threading
 import numpy as np
 
 from .functional import Layout, _shaped, normalize_argnums
-from .lazy import hvp_columns
 from .record import as_float_array, record
 
 __all__ = ["function", "Function"]
@@ -30,7 +29,7 @@ __all__ = ["function", "Function"]
 class _Entry:
     """The tape of one shape signature and how its flat vectors map to the user's structure."""
 
-    __slots__ = ("tape", "lay", "fast", "sel0")
+    __slots__ = ("tape", "lay", "fast", "sel0", "scalar0")
 
     def __init__(self, tape, lay):
         self.tape = tape
@@ -38,6 +37,7 @@ class _Entry:
         # one 1-D-or-more argument, differentiated, not a tuple result, one output element
         self.fast = (len(lay.in_shapes) == 1 and lay.sel_all and not lay.in_tuple
                      and lay.scalar_out and len(lay.in_shapes[0]) >= 1)
+        self.scalar0 = lay.scalar_out and lay.out_shapes[0] == ()  # f returns a 0-d value
         # flat slice of argument 0 (scipy's x in hessp)
         self.sel0 = slice(lay.in_offsets[0], lay.in_offsets[1]) if lay.in_shapes else slice(0, 0)
 
@@ -120,7 +120,7 @@ class Function:
     def __call__(self, *args):
         e, x = self._lookup(args)
         y = e.tape.forward(x)
-        if e.lay.scalar_out:
+        if e.scalar0:
             return y[0]
         return e.lay.outputs(y)
 
@@ -174,7 +174,7 @@ class Function:
         else:  # rows of the differentiated inputs only
             V = np.zeros((lay.n, lay.n_sel))
             V[lay.sel_idx, np.arange(lay.n_sel)] = 1.0
-            H = hvp_columns(e.tape, x, V)[lay.sel_idx]
+            H = e.tape.hvp(x, V)[lay.sel_idx]
             H = 0.5 * (H + H.T)
         return lay.hessian(H)
 

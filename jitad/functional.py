@@ -12,11 +12,13 @@ Conventions (as torch defines them):
 - hessian(func, inputs)[i][j] has shape in_i.shape + in_j.shape.
 - Results of shape () are numpy float64 scalars.
 """
+import itertools
+import math
 import numbers
 
 import numpy as np
 
-from .lazy import LazyHessian, RowCache, hvp_columns
+from .lazy import LazyHessian, RowCache
 from .record import as_float_array, record
 
 __all__ = ["jvp", "vjp", "jacobian", "hessian", "hvp", "vhp", "grad", "value_and_grad"]
@@ -31,9 +33,8 @@ def _shaped(flat, shape):
 
 
 def _offsets(shapes):
-    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
-    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
-    return sizes, [int(o) for o in offsets]
+    sizes = [math.prod(s) for s in shapes]
+    return sizes, [0, *itertools.accumulate(sizes)]
 
 
 def _fmt(shape):
@@ -115,7 +116,10 @@ class Layout:
 
     # ---- directions given by the user
     def _items(self, v, shapes, is_tuple, name, side):
-        items = v if isinstance(v, tuple) else (v,)
+        if isinstance(v, tuple) or (is_tuple and isinstance(v, list)):
+            items = tuple(v)
+        else:
+            items = (v,)
         if len(items) != len(shapes):
             if is_tuple:
                 raise ValueError(f"{name} is a tuple of invalid length: expected {len(shapes)} "
@@ -252,7 +256,7 @@ def hessian(func, inputs, strict=False, batch_axis=None, lazy=False):
         # sum_b f_b has a block-diagonal Hessian: direction j sets coordinate j of every sample.
         V = np.zeros((B, N, N))
         V[:, np.arange(N), np.arange(N)] = 1.0
-        R = hvp_columns(tape, x, V.reshape(B * N, N), np.ones(B))
+        R = tape.hvp(x, V.reshape(B * N, N), np.ones(B))
         return R.reshape(B, N, N)
     lay.require_scalar_output("hessian")
     if lazy:

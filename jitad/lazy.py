@@ -4,65 +4,22 @@ Row i of the symmetric Hessian is the HVP H @ e_i. A `RowCache` keeps the rows c
 for one tape and point; `LazyHessian` is a view of one block of the flattened (n, n) matrix
 (the whole matrix for a single input, block [i][j] for a tuple of inputs) with numpy-style
 indexing. A block H[I, J] needs rows I or, by symmetry, rows J: the cache computes the smaller
-set of missing ones, all in one multi-direction HVP batch (split over threads when large).
+set of missing ones, all in one multi-direction `tape.hvp` call (parallel over direction blocks
+when large).
 """
 import numbers
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 
-__all__ = ["LazyHessian", "RowCache", "hvp_columns"]
-
-# Bytes of sweep work arrays a single multi-direction HVP call may use (two (slots, k) arrays).
-MEMORY_BUDGET = 256 * 2 ** 20
-# Below this many directions one call on one thread is cheaper than spreading over threads.
-PARALLEL_MIN_DIRECTIONS = 32
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _executor(n):
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < n:
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="jitad-hvp")
-        return _pool
-
-
-def hvp_columns(tape, x, V, w=None, stats=None):
-    """tape.hvp(x, V, w) for V (n, k), split into chunks that respect MEMORY_BUDGET and, for
-    many directions, run on numba's thread count with Python threads (the sweeps release the
-    GIL). `stats`, if given, is a dict whose "calls" entry counts tape.hvp calls."""
-    V = np.ascontiguousarray(V, dtype=np.float64)
-    n, k = V.shape
-    if k == 0:
-        return np.empty((n, 0))
-    slots = tape.n_inputs + len(tape)
-    k_mem = max(1, MEMORY_BUDGET // (16 * max(slots, 1)))
-    threads = numba.get_num_threads() if k >= PARALLEL_MIN_DIRECTIONS else 1
-    n_chunks = max(-(-k // k_mem), min(threads, k))
-    if stats is not None:
-        stats["calls"] = stats.get("calls", 0) + n_chunks
-    if n_chunks == 1:
-        return tape.hvp(x, V, w)
-    bounds = np.linspace(0, k, n_chunks + 1).astype(np.int64)
-    parts = [np.ascontiguousarray(V[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    if threads > 1:
-        results = list(_executor(threads).map(lambda P: tape.hvp(x, P, w), parts))
-    else:
-        results = [tape.hvp(x, P, w) for P in parts]
-    return np.concatenate(results, axis=1)
+__all__ = ["LazyHessian", "RowCache"]
 
 
 class RowCache:
     """Rows of the Hessian of a scalar-output tape at one point, computed on demand.
 
     Counters: `hvp_directions` (HVP directions computed, i.e. rows), `hvp_batches` (times
-    missing rows were computed, each as one multi-direction batch), `hvp_calls` (tape.hvp
-    calls those batches made; one unless a batch is large enough to be split over threads).
+    missing rows were computed), `hvp_calls` (tape.hvp calls: one per batch).
     """
 
     def __init__(self, tape, x, w=None):
@@ -75,19 +32,16 @@ class RowCache:
         self.count = 0
         self.hvp_directions = 0
         self.hvp_batches = 0
-        self._stats = {"calls": 0}
+        self.hvp_calls = 0
         self._lock = threading.Lock()
-
-    @property
-    def hvp_calls(self):
-        return self._stats["calls"]
 
     def _compute(self, rows):
         """Compute and store the given missing rows (unique global indices) in one batch."""
         k = rows.shape[0]
         V = np.zeros((self.n, k))
         V[rows, np.arange(k)] = 1.0
-        R = hvp_columns(self.tape, self.x, V, self.w, self._stats)
+        R = self.tape.hvp(self.x, V, self.w)
+        self.hvp_calls += 1
         need = self.count + k
         if need > self.store.shape[0]:
             new = np.empty((max(need, 2 * self.store.shape[0]), self.n))

@@ -264,86 +264,111 @@ def _chunk(n_blocks, n_chunks, c):
     return b0, b0 + q + (1 if c < r else 0)
 
 
-@_pjit
-def hessian(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, H, Vw, dotw, barw, actw):
-    """Dense Hessian into H (n_in, n_in): blocks of `block` rows as multi-direction HVPs.
+@_jit
+def hvp_chunk(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, V, unit, out, Vc, dot, bar, acts, b0,
+              b1):
+    """Blocks b0..b1-1 of multi-direction HVPs: out[j, :] = (H_w @ V[:, j]) for the columns j of
+    those blocks (unit: V is the identity and is not read). Vc (n_in, block) must be zero on
+    entry and is left zero; dot, bar (n_slots, block), acts (2, n_slots) are work arrays."""
+    act = acts[0]
+    bact = acts[1]
+    block = Vc.shape[1]
+    n_cols = out.shape[0]
+    for b in range(b0, b1):
+        j0 = b * block
+        k = min(n_cols, j0 + block) - j0
+        for j in range(k):
+            if unit:
+                Vc[j0 + j, j] = 1.0
+            else:
+                for r in range(n_in):
+                    Vc[r, j] = V[r, j0 + j]
+        hvp(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, Vc, dot, bar, act, bact)
+        for j in range(k):
+            if unit:
+                Vc[j0 + j, j] = 0.0
+            else:
+                for r in range(n_in):
+                    Vc[r, j] = 0.0
+            for r in range(n_in):
+                out[j0 + j, r] = bar[r, j] if bact[r] else 0.0
 
-    The blocks are split into c contiguous chunks run in prange; chunk i owns the work arrays
-    Vw[i] (n_in, block, zeroed), dotw[i] and barw[i] (n_slots, block), actw[i] (2, n_slots)
-    and writes only its own rows of H. The last block may be partial: its unused directions
-    stay zero.
+
+@_pjit
+def hvp_columns(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, V, unit, out, Vw, dotw, barw, actw):
+    """out (k, n_in) = (H_w @ V).T for V (n_in, k) (or the identity when unit: the Hessian).
+
+    Blocks of columns are split into c contiguous chunks run in prange; chunk i owns the work
+    arrays Vw[i] (n_in, block, zero), dotw[i], barw[i] (n_slots, block), actw[i] (2, n_slots)
+    and writes only its own rows of out.
     """
     block = Vw.shape[2]
-    n_blocks = (n_in + block - 1) // block
+    n_blocks = (out.shape[0] + block - 1) // block
     n_chunks = min(Vw.shape[0], n_blocks)
     for c in prange(n_chunks):
         b0, b1 = _chunk(n_blocks, n_chunks, c)
-        V = Vw[c]
-        dot = dotw[c]
-        bar = barw[c]
-        act = actw[c, 0]
-        bact = actw[c, 1]
-        for b in range(b0, b1):
-            j0 = b * block
-            k = min(n_in, j0 + block) - j0
+        hvp_chunk(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, V, unit, out, Vw[c], dotw[c],
+                  barw[c], actw[c], b0, b1)
+
+
+@_jit
+def tangent_chunk(eptr, arg, d1, n_in, out, J, Vc, dot, act, b0, b1):
+    """Blocks b0..b1-1 of unit input directions: columns of the Jacobian J (m, n_in)."""
+    m = out.shape[0]
+    block = Vc.shape[1]
+    for b in range(b0, b1):
+        j0 = b * block
+        k = min(n_in, j0 + block) - j0
+        for j in range(k):
+            Vc[j0 + j, j] = 1.0
+        tangent(eptr, arg, d1, n_in, Vc, dot, act)
+        for j in range(k):
+            Vc[j0 + j, j] = 0.0
+        for r in range(m):
+            s = out[r]
             for j in range(k):
-                V[j0 + j, j] = 1.0
-            hvp(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, V, dot, bar, act, bact)
-            for j in range(k):
-                V[j0 + j, j] = 0.0
-                for r in range(n_in):
-                    H[j0 + j, r] = bar[r, j] if bact[r] else 0.0
+                J[r, j0 + j] = dot[s, j] if act[s] else 0.0
 
 
 @_pjit
 def jacobian_forward(eptr, arg, d1, n_in, out, J, Vw, dotw, actw):
-    """Jacobian into J (m, n_in) from blocks of input directions; chunks in prange with work
-    arrays Vw[c] (n_in, block, zeroed), dotw[c] (n_slots, block), actw[c] (n_slots,)."""
-    m = out.shape[0]
+    """Jacobian into J (m, n_in) from blocks of unit input directions; chunks in prange with
+    work arrays Vw[c] (n_in, block, zero), dotw[c] (n_slots, block), actw[c] (n_slots,)."""
     block = Vw.shape[2]
     n_blocks = (n_in + block - 1) // block
     n_chunks = min(Vw.shape[0], n_blocks)
     for c in prange(n_chunks):
         b0, b1 = _chunk(n_blocks, n_chunks, c)
-        V = Vw[c]
-        dot = dotw[c]
-        act = actw[c]
-        for b in range(b0, b1):
-            j0 = b * block
-            k = min(n_in, j0 + block) - j0
-            for j in range(k):
-                V[j0 + j, j] = 1.0
-            tangent(eptr, arg, d1, n_in, V, dot, act)
-            for j in range(k):
-                V[j0 + j, j] = 0.0
-            for r in range(m):
-                s = out[r]
-                for j in range(k):
-                    J[r, j0 + j] = dot[s, j] if act[s] else 0.0
+        tangent_chunk(eptr, arg, d1, n_in, out, J, Vw[c], dotw[c], actw[c], b0, b1)
+
+
+@_jit
+def reverse_chunk(eptr, arg, d1, n_in, out, J, Wc, adj, b0, b1):
+    """Blocks b0..b1-1 of unit output adjoints: rows of the Jacobian J (m, n_in)."""
+    m = out.shape[0]
+    block = Wc.shape[0]
+    for b in range(b0, b1):
+        r0 = b * block
+        k = min(m, r0 + block) - r0
+        for j in range(k):
+            Wc[j, r0 + j] = 1.0
+        reverse(eptr, arg, d1, n_in, out, Wc, adj)
+        for j in range(k):
+            Wc[j, r0 + j] = 0.0
+            for col in range(n_in):
+                J[r0 + j, col] = adj[col, j]
 
 
 @_pjit
 def jacobian_reverse(eptr, arg, d1, n_in, out, J, Ww, adjw):
-    """Jacobian into J (m, n_in) from blocks of output adjoints; chunks in prange with work
-    arrays Ww[c] (block, m, zeroed) and adjw[c] (n_slots, block)."""
-    m = out.shape[0]
+    """Jacobian into J (m, n_in) from blocks of unit output adjoints; chunks in prange with work
+    arrays Ww[c] (block, m, zero) and adjw[c] (n_slots, block)."""
     block = Ww.shape[1]
-    n_blocks = (m + block - 1) // block
+    n_blocks = (out.shape[0] + block - 1) // block
     n_chunks = min(Ww.shape[0], n_blocks)
     for c in prange(n_chunks):
         b0, b1 = _chunk(n_blocks, n_chunks, c)
-        W = Ww[c]
-        adj = adjw[c]
-        for b in range(b0, b1):
-            r0 = b * block
-            k = min(m, r0 + block) - r0
-            for j in range(k):
-                W[j, r0 + j] = 1.0
-            reverse(eptr, arg, d1, n_in, out, W, adj)
-            for j in range(k):
-                W[j, r0 + j] = 0.0
-                for col in range(n_in):
-                    J[r0 + j, col] = adj[col, j]
+        reverse_chunk(eptr, arg, d1, n_in, out, J, Ww[c], adjw[c], b0, b1)
 
 
 @_jit
@@ -358,3 +383,20 @@ def influence(eptr, arg, n_in, out):
             for e in range(eptr[i], eptr[i + 1]):
                 live[arg[e]] = True
     return live[:n_in].copy()
+
+
+@_pjit
+def symmetrize(H, tile):
+    """H <- (H + H.T) / 2 in place, in tiles (no temporary), tile rows in prange."""
+    n = H.shape[0]
+    n_tiles = (n + tile - 1) // tile
+    for ti in prange(n_tiles):
+        i0 = ti * tile
+        i1 = min(n, i0 + tile)
+        for j0 in range(i0, n, tile):
+            j1 = min(n, j0 + tile)
+            for i in range(i0, i1):
+                for j in range(max(j0, i + 1), j1):
+                    a = 0.5 * (H[i, j] + H[j, i])
+                    H[i, j] = a
+                    H[j, i] = a

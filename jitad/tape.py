@@ -16,8 +16,11 @@ from . import sweeps, workspace
 # Directions per multi-direction sweep in dense Hessians/Jacobians (see perf/README.md).
 BLOCK = 8
 INDEX = np.int32  # every index array (slots, edges, terms): 4 bytes each
+# Below this many slot-directions a block run stays in the calling thread (see _run_blocks).
+SERIAL_WORK = 200_000
 _uids = itertools.count()
 _ONE = np.ones(1)
+_EMPTY2 = np.zeros((0, 0))
 
 
 def _index_array(a, what):
@@ -120,7 +123,7 @@ class Tape:
             if self.n_outputs != 1:
                 raise ValueError(f"output weights w are required: the tape has {self.n_outputs} "
                                  "outputs (second derivatives are of sum_k w[k]*y[k])")
-            return np.ones(1)
+            return _ONE
         w = np.asarray(w, dtype=np.float64)
         if w.shape != (self.n_outputs,):
             raise ValueError(f"w must have shape ({self.n_outputs},) (the tape's n_outputs), got "
@@ -199,7 +202,7 @@ class Tape:
         dot = workspace.buffer("dot", (self.n_slots, V.shape[1]))
         act = workspace.buffer("act", (self.n_slots,), np.uint8)
         sweeps.tangent(self.eptr, self.arg, d1, self.n_inputs, V, dot, act)
-        Jv = dot[self.out, :] * act[self.out, None]
+        Jv = np.where(act[self.out, None] != 0, dot[self.out, :], 0.0)  # unset rows hold garbage
         return val[self.out], (Jv[:, 0] if single else Jv)
 
     def vjp(self, x, w):
@@ -210,11 +213,38 @@ class Tape:
         adj = workspace.buffer("adjk", (self.n_slots, W.shape[0]))
         sweeps.reverse(self.eptr, self.arg, d1, self.n_inputs, self.out, np.ascontiguousarray(W),
                        adj)
-        wJ = adj[: self.n_inputs, :].T
-        return val[self.out], (wJ[0].copy() if single else np.ascontiguousarray(wJ))
+        wJ = np.array(adj[: self.n_inputs, :].T)  # always a copy: adj is a reused work array
+        return val[self.out], (wJ[0] if single else wJ)
 
-    def _chunks(self, n_blocks):
-        return max(1, min(numba.get_num_threads(), n_blocks))
+    def _run_blocks(self, n_blocks, work_per_block, serial, parallel_kernel, args, work):
+        """Run blocks of directions: serially in this thread when the work is small (a parallel
+        region costs tens of microseconds, and milliseconds when another process holds a
+        core), else in `parallel_kernel` with one chunk of blocks per thread.
+
+        work(c) returns the work arrays for c chunks; serial(*args, *work arrays of chunk 0,
+        b0, b1) runs blocks b0..b1-1.
+        """
+        threads = numba.get_num_threads()
+        if threads == 1 or n_blocks <= 1 or n_blocks * work_per_block <= SERIAL_WORK:
+            arrays = work(1)
+            serial(*args, *(a[0] for a in arrays), 0, n_blocks)
+        else:
+            parallel(parallel_kernel, *args, *work(min(threads, n_blocks)))
+
+    def _block_work(self, rows, cols, *names):
+        """Work-array factory for c chunks: ('V', zeroed (c, rows, cols)), then per name
+        (c, n_slots, BLOCK) float arrays ('act' gives (c, 2, n_slots) uint8)."""
+        def work(c):
+            V = workspace.buffer("V", (c, rows, cols))
+            V[...] = 0.0
+            arrays = [V]
+            for name in names:
+                if name == "act":
+                    arrays.append(workspace.buffer("act", (c, 2, self.n_slots), np.uint8))
+                else:
+                    arrays.append(workspace.buffer(name, (c, self.n_slots, BLOCK)))
+            return arrays
+        return work
 
     def jacobian(self, x):
         """J (m, n): forward mode when n <= m, else reverse mode; blocks in parallel."""
@@ -223,56 +253,53 @@ class Tape:
         n, m = self.n_inputs, self.n_outputs
         J = np.empty((m, n))
         if n <= m:
-            c = self._chunks(-(-n // BLOCK))
-            Vw = workspace.buffer("V", (c, n, BLOCK))
-            Vw[...] = 0.0
-            dotw = workspace.buffer("dot", (c, self.n_slots, BLOCK))
-            actw = workspace.buffer("act", (c, self.n_slots), np.uint8)
-            parallel(sweeps.jacobian_forward, self.eptr, self.arg, d1, n, self.out, J, Vw, dotw,
-                     actw)
+            def work(c):
+                V, dot, act = self._block_work(n, BLOCK, "dot", "act")(c)
+                return V, dot, act[:, 0]
+            self._run_blocks(-(-n // BLOCK), self.n_slots * BLOCK, sweeps.tangent_chunk,
+                             sweeps.jacobian_forward, (self.eptr, self.arg, d1, n, self.out, J),
+                             work)
         else:
-            c = self._chunks(-(-m // BLOCK))
-            Ww = workspace.buffer("V", (c, BLOCK, m))
-            Ww[...] = 0.0
-            adjw = workspace.buffer("dot", (c, self.n_slots, BLOCK))
-            parallel(sweeps.jacobian_reverse, self.eptr, self.arg, d1, n, self.out, J, Ww, adjw)
+            self._run_blocks(-(-m // BLOCK), self.n_slots * BLOCK, sweeps.reverse_chunk,
+                             sweeps.jacobian_reverse, (self.eptr, self.arg, d1, n, self.out, J),
+                             self._block_work(BLOCK, m, "dot"))
         return J
+
+    def _hvp_rows(self, x, w, V, unit, k):
+        """(k, n) rows (H_w @ V).T, V (n, k) (unit: V is the identity, k = n)."""
+        _, d1, d2, adj = self._adjoints(x, self._weights(w))
+        n = self.n_inputs
+        out = np.empty((k, n))
+        self._run_blocks(-(-k // BLOCK), self.n_slots * BLOCK, sweeps.hvp_chunk,
+                         sweeps.hvp_columns,
+                         (self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, n, adj, V,
+                          unit, out),
+                         self._block_work(n, BLOCK, "dot", "bar", "act"))
+        return out
 
     def hvp(self, x, v, w=None):
         """H_w @ v, H_w the Hessian of sum_k w[k]*y[k]: v (n,) -> (n,), v (n, k) -> (n, k)."""
         x = self._x(x)
         V, single = self._directions(v, self.n_inputs, "v", "col")
-        _, d1, d2, adj = self._adjoints(x, self._weights(w))
-        k = V.shape[1]
         if single:
+            _, d1, d2, adj = self._adjoints(x, self._weights(w))
             dot = workspace.buffer("dot", (self.n_slots,))
             bar = workspace.buffer("bar", (self.n_slots,))
             sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, self.n_inputs,
                         adj, V[:, 0], dot, bar)
             return bar[: self.n_inputs].copy()
-        dot = workspace.buffer("dot", (self.n_slots, k))
-        bar = workspace.buffer("bar", (self.n_slots, k))
-        act = workspace.buffer("act", (2, self.n_slots), np.uint8)
-        sweeps.hvp(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, self.n_inputs, adj,
-                   V, dot, bar, act[0], act[1])
-        return bar[: self.n_inputs, :] * act[1, : self.n_inputs, None]
+        return np.ascontiguousarray(self._hvp_rows(x, w, V, False, V.shape[1]).T)
 
     def hessian(self, x, w=None):
         """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output)."""
         x = self._x(x)
-        _, d1, d2, adj = self._adjoints(x, self._weights(w))
         n = self.n_inputs
-        c = self._chunks(-(-n // BLOCK))
-        Vw = workspace.buffer("V", (c, n, BLOCK))
-        Vw[...] = 0.0
-        dotw = workspace.buffer("dot", (c, self.n_slots, BLOCK))
-        barw = workspace.buffer("bar", (c, self.n_slots, BLOCK))
-        actw = workspace.buffer("act", (c, 2, self.n_slots), np.uint8)
-        H = np.empty((n, n))
-        parallel(sweeps.hessian, self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, n, adj,
-                 H, Vw, dotw, barw, actw)
-        H += H.T
-        H *= 0.5
+        H = self._hvp_rows(x, w, _EMPTY2, True, n)
+        if n * n <= SERIAL_WORK:
+            H += H.T  # small: numpy's temporary copy is cheap
+            H *= 0.5
+        else:
+            parallel(sweeps.symmetrize, H, 64)  # in place: no 8n^2-byte temporary to fault in
         return H
 
     def input_influence(self):

@@ -1,4 +1,4 @@
-"""Helpers for the tape-engine tests (imported as `fdcheck`): high-order finite differences and comparisons.
+"""Helpers for the tape-engine tests (imported as `fdcheck`): finite differences, comparisons.
 
 The finite-difference references evaluate *plain numpy code* (never the tape), so they are an
 independent check of the recorded derivatives. Stencils are central differences of order 6:

@@ -159,6 +159,18 @@ def test_n_dimensional_single_argument_and_scalars():
     assert c2.calls == 1
 
 
+def test_output_shapes_kept():
+    f = jitad.function(lambda x: np.sum(x ** 2, keepdims=True))
+    out = f(np.arange(3.0))
+    assert isinstance(out, np.ndarray) and out.shape == (1,) and out[0] == 5.0
+    np.testing.assert_array_equal(f.grad(np.arange(3.0)), [0.0, 2.0, 4.0])
+    g = jitad.function(lambda x: np.sum(x ** 2))
+    assert np.shape(g(np.arange(3.0))) == () and g(np.arange(3.0)) == 5.0
+    h = jitad.function(lambda x: x[:, None] * x[None, :])
+    assert h(np.arange(3.0)).shape == (3, 3)
+    assert h.jacobian(np.arange(3.0)).shape == (3, 3, 3)
+
+
 def test_decorator_forms_and_wrapping():
     @jitad.function
     def energy(x):

@@ -219,6 +219,39 @@ def test_results_are_not_views_of_internal_buffers():
     assert_close(t.hessian(x), np.diag(6 * x), rtol=1e-15, atol=0)
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_results_survive_later_calls(n):
+    """Every returned array is the caller's own: later calls (which reuse work buffers) must not
+    change it. Covers each method with single and multiple directions."""
+    t = jitad.record(lambda x: (np.sum(np.sin(x) * x), np.cos(x) * x[0]), np.linspace(0.2, 0.9, n))
+    m = t.n_outputs
+    x, x2 = np.linspace(0.3, 1.1, n), np.linspace(-0.7, 0.4, n)
+    calls = {
+        "forward": lambda z: t.forward(z),
+        "jvp1": lambda z: t.jvp(z, np.ones(n))[1],
+        "jvpk": lambda z: t.jvp(z, np.ones((n, 2)))[1],
+        "jvpk1": lambda z: t.jvp(z, np.ones((n, 1)))[1],
+        "vjp1": lambda z: t.vjp(z, np.ones(m))[1],
+        "vjpk": lambda z: t.vjp(z, np.ones((2, m)))[1],
+        "vjpk1": lambda z: t.vjp(z, np.ones((1, m)))[1],
+        "jacobian": lambda z: t.jacobian(z),
+        "hvp1": lambda z: t.hvp(z, np.ones(n), np.ones(m)),
+        "hvpk": lambda z: t.hvp(z, np.ones((n, 2)), np.ones(m)),
+        "hvpk1": lambda z: t.hvp(z, np.ones((n, 1)), np.ones(m)),
+        "hessian": lambda z: t.hessian(z, np.ones(m)),
+    }
+    bad = []
+    for name, call in calls.items():
+        r = call(x)
+        keep = r.copy()
+        for other in calls.values():
+            other(x2)
+            other(x)
+        if not np.array_equal(r, keep):
+            bad.append(name)
+    assert not bad, f"results changed by later calls: {bad}"
+
+
 def test_output_that_is_an_input_or_a_constant():
     t = jitad.record(lambda x: x, np.array([1.0, 2.0]))
     assert len(t) == 0
