@@ -65,20 +65,30 @@ def _record_binary(rec, a, b, val, code_vv, code_vc, code_cv, lin=None):
         else:
             slot = rec.append1(code_cv, sb, -1, float(const))
         return TracedScalar(rec, slot, float(val))
+    K = int(np.size(val))
+
+    def per_element(x):
+        """x as (K,) over the broadcast result, or unchanged when it is a scalar."""
+        x = np.asarray(x)
+        if x.ndim == 0:
+            return x
+        return x.reshape(K) if x.shape == shape else np.broadcast_to(x, shape).reshape(K)
+
     if mode == oc.VV:
-        ia, ib = np.broadcast_arrays(np.asarray(a.idx), np.asarray(b.idx))
-        args = np.stack([ia.ravel(), ib.ravel()], axis=1)
+        args = np.empty((K, 2), dtype=np.int64)
+        args[:, 0] = per_element(a.idx)
+        args[:, 1] = per_element(b.idx)
     else:
-        traced = a if ta else b
-        args = np.broadcast_to(np.asarray(traced.idx), shape).reshape(-1, 1)
+        args = per_element((a if ta else b).idx).reshape(K, 1)
     if linear is not None:
         coefs, param = linear
-        coefs = np.stack([np.broadcast_to(c, shape).ravel() for c in coefs], axis=1)
-        slots = rec.append(oc.LIN, args, coef=coefs, param=np.broadcast_to(param, shape).ravel())
+        coef = np.empty((K, len(coefs)))
+        for j, c in enumerate(coefs):
+            coef[:, j] = per_element(c)
+        slots = rec.append(oc.LIN, args, coef=coef, param=per_element(param))
     else:
         code = {oc.VV: code_vv, oc.VC: code_vc, oc.CV: code_cv}[mode]
-        param = 0.0 if const is None else np.broadcast_to(const, shape).ravel()
-        slots = rec.append(code, args, param=param)
+        slots = rec.append(code, args, param=0.0 if const is None else per_element(const))
     return make(rec, slots.reshape(shape), np.asarray(val, dtype=np.float64))
 
 

@@ -80,37 +80,42 @@ class Recorder:
     def __exit__(self, *exc):
         _active.stack.pop()
 
-    def append(self, code, args, coef=None, param=0.0, pairs=None):
+    def append(self, code, args, coef=None, param=0.0):
         """Append K ops of one `code`; args (K, E) slot indices. Returns the K new slots.
 
-        coef (K, E) for LIN; param scalar or (K,); pairs = number of operand pairs for DOT.
+        coef (K, E) for LIN (broadcastable); param scalar or (K,). DOT ops pair their edges
+        (2k, 2k+1). All buffers are reserved once and filled by slice assignment (numpy
+        broadcasts), which keeps an append on a small array to a few microseconds.
         """
-        args = np.asarray(args, dtype=np.int64)
+        args = np.asarray(args)
         K, E = args.shape
         if K == 0:
             return np.empty(0, dtype=np.int64)
         self.flush()
         base = self.n_slots
-        e_base = self.arg.n
-        self.code.extend(np.full(K, code, dtype=np.uint8))
-        self.param.extend(np.broadcast_to(np.asarray(param, dtype=np.float64), (K,)))
-        self.eptr.extend(e_base + E * np.arange(1, K + 1, dtype=np.int64))
-        self.arg.extend(args)
-        if coef is None:
-            self.coef.extend(np.zeros(K * E))
-        else:
-            self.coef.extend(np.broadcast_to(np.asarray(coef, dtype=np.float64), (K, E)))
-        if code == oc.DOT:
-            local = np.stack([np.arange(0, E, 2), np.arange(1, E, 2)], axis=1)
-        else:
-            local = np.asarray(oc.TERM_PATTERN[code], dtype=np.int64).reshape(-1, 2)
+        local = _local_terms(code, E)
         T = local.shape[0]
-        t_base = self.tptr.a[self.tptr.n - 1]
-        self.tptr.extend(t_base + T * np.arange(1, K + 1, dtype=np.int64))
+        n, e0 = self.code.n, self.arg.n
+        t0 = self.tptr.a[self.tptr.n - 1]
+        for buf, k in ((self.code, K), (self.param, K), (self.eptr, K), (self.tptr, K),
+                       (self.arg, K * E), (self.coef, K * E), (self.ta, K * T), (self.tb, K * T)):
+            buf.reserve(k)
+        self.code.a[n: n + K] = code
+        self.param.a[n: n + K] = param
+        steps = np.arange(1, K + 1, dtype=np.int64)
+        self.eptr.a[n + 1: n + 1 + K] = e0 + E * steps
+        self.tptr.a[n + 1: n + 1 + K] = t0 + T * steps
+        self.arg.a[e0: e0 + K * E].reshape(K, E)[...] = args
+        self.coef.a[e0: e0 + K * E].reshape(K, E)[...] = 0.0 if coef is None else coef
         if T:
-            starts = e_base + E * np.arange(K, dtype=np.int64)
-            self.ta.extend(starts[:, None] + local[None, :, 0])
-            self.tb.extend(starts[:, None] + local[None, :, 1])
+            starts = (e0 + E * (steps - 1))[:, None]
+            self.ta.a[self.ta.n: self.ta.n + K * T].reshape(K, T)[...] = starts + local[:, 0]
+            self.tb.a[self.tb.n: self.tb.n + K * T].reshape(K, T)[...] = starts + local[:, 1]
+        self.code.n = self.param.n = n + K
+        self.eptr.n = self.tptr.n = n + 1 + K
+        self.arg.n = self.coef.n = e0 + K * E
+        self.ta.n += K * T
+        self.tb.n += K * T
         if code == oc.CONST:
             self.n_const += K
         return base + np.arange(K, dtype=np.int64)
@@ -180,6 +185,22 @@ class Recorder:
             pairs = _TERM_LOCAL[codes[op], local]
             self.ta.extend(e_start[op] + pairs[:, 0])
             self.tb.extend(e_start[op] + pairs[:, 1])
+
+
+_LOCAL_TERMS = {}
+
+
+def _local_terms(code, E):
+    """(T, 2) local edge pairs of an op of this code with E edges (DOT: the pairs (2k, 2k+1))."""
+    key = (code, E) if code == oc.DOT else code
+    local = _LOCAL_TERMS.get(key)
+    if local is None:
+        if code == oc.DOT:
+            local = np.stack([np.arange(0, E, 2), np.arange(1, E, 2)], axis=1).astype(np.int64)
+        else:
+            local = np.asarray(oc.TERM_PATTERN[code], dtype=np.int64).reshape(-1, 2)
+        _LOCAL_TERMS[key] = local
+    return local
 
 
 def _term_tables():

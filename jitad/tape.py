@@ -133,7 +133,7 @@ class Tape:
     # ---------------------------------------------------------------- sweeps
     @property
     def n_slots(self):
-        return self.n_inputs + len(self)
+        return self.n_inputs + self.code.shape[0]
 
     def _point(self, x):
         """(val, d1, d2) at x: values and local partials, in this thread's work arrays.
@@ -180,14 +180,19 @@ class Tape:
             raise ValueError(f"gradient needs a single output, the tape has {self.n_outputs}; use "
                              "jacobian or vjp")
         x = self._x(x)
-        val, d1, d2, adj = self._arrays()
-        if self._at_point(x):
+        # the hot path of optimisers: attribute lookups here are a measurable share of a call
+        ws = workspace.local()
+        arrays = ws.views.get(self._uid) or self._arrays()
+        val, d1, d2, adj = arrays
+        key = ws.point_key
+        xb = x.tobytes()
+        if key is not None and key[0] == self._uid and key[1] == xb:
             sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj)
             y = val[self.out[0]]
         else:
             y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg, self.coef,
                                           self.tptr, self.n_inputs, x, self.out, val, d1, d2, adj)
-            workspace.local().point_key = (self._uid, x.tobytes())
+            ws.point_key = (self._uid, xb)
         return y, adj[: self.n_inputs].copy()
 
     def gradient(self, x):
