@@ -67,19 +67,21 @@ def _record_binary(rec, a, b, val, code_vv, code_vc, code_cv, lin=None):
         return TracedScalar(rec, slot, float(val))
     K = int(np.size(val))
 
-    def per_element(x):
-        """x as (K,) over the broadcast result, or unchanged when it is a scalar."""
+    def flat(x):
+        """x as (K,) over the broadcast result."""
         x = np.asarray(x)
-        if x.ndim == 0:
-            return x
         return x.reshape(K) if x.shape == shape else np.broadcast_to(x, shape).reshape(K)
+
+    def per_element(x):
+        """flat(x), or x itself when it is a scalar (slice assignment broadcasts it)."""
+        return x if np.ndim(x) == 0 else flat(x)
 
     if mode == oc.VV:
         args = np.empty((K, 2), dtype=np.int64)
-        args[:, 0] = per_element(a.idx)
-        args[:, 1] = per_element(b.idx)
+        args[:, 0] = flat(a.idx)
+        args[:, 1] = flat(b.idx)
     else:
-        args = per_element((a if ta else b).idx).reshape(K, 1)
+        args = flat((a if ta else b).idx).reshape(K, 1)
     if linear is not None:
         coefs, param = linear
         coef = np.empty((K, len(coefs)))
