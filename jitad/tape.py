@@ -13,8 +13,11 @@ import numpy as np
 from . import opcodes as oc
 from . import sweeps, workspace
 
-# Directions per multi-direction sweep in dense Hessians/Jacobians (see perf/README.md).
-BLOCK = 8
+# Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
+# the per-op cost of a sweep over more directions; 32 was best or near-best on Rosenbrock,
+# logistic regression and Lennard-Jones (perf/README.md). Narrower when n is small or to give
+# every thread the same number of blocks.
+BLOCK = 32
 INDEX = np.int32  # every index array (slots, edges, terms): 4 bytes each
 # Below this many slot-directions a block run stays in the calling thread (see _run_blocks).
 SERIAL_WORK = 200_000
@@ -221,35 +224,40 @@ class Tape:
         wJ = np.array(adj[: self.n_inputs, :].T)  # always a copy: adj is a reused work array
         return val[self.out], (wJ[0] if single else wJ)
 
-    def _run_blocks(self, n_blocks, work_per_block, serial, parallel_kernel, args, work):
-        """Run blocks of directions: serially in this thread when the work is small (a parallel
-        region costs tens of microseconds, and milliseconds when another process holds a
-        core), else in `parallel_kernel` with one chunk of blocks per thread.
+    def _run_blocks(self, n_dirs, serial, parallel_kernel, args, work):
+        """Run n_dirs unit or given directions in blocks: serially in this thread when the work
+        is small (a parallel region costs tens of microseconds, and milliseconds when another
+        process holds a core), else in `parallel_kernel` with one chunk of blocks per thread.
 
-        work(c) returns the work arrays for c chunks; serial(*args, *work arrays of chunk 0,
-        b0, b1) runs blocks b0..b1-1.
+        work(c, width) returns the work arrays for c chunks of blocks of `width` directions;
+        serial(*args, *work arrays of chunk 0, b0, b1) runs blocks b0..b1-1.
         """
         threads = numba.get_num_threads()
-        if threads == 1 or n_blocks <= 1 or n_blocks * work_per_block <= SERIAL_WORK:
-            arrays = work(1)
-            serial(*args, *(a[0] for a in arrays), 0, n_blocks)
-        else:
-            parallel(parallel_kernel, *args, *work(min(threads, n_blocks)))
+        width = min(BLOCK, -(-n_dirs // 8) * 8)
+        if threads == 1 or n_dirs <= width or n_dirs * self.n_slots <= SERIAL_WORK:
+            arrays = work(1, width)
+            serial(*args, *(a[0] for a in arrays), 0, -(-n_dirs // width))
+            return
+        # balance: every thread gets the same number of blocks, each at most BLOCK wide
+        per_thread = -(-n_dirs // (threads * BLOCK))
+        width = -(-n_dirs // (threads * per_thread * 8)) * 8
+        n_blocks = -(-n_dirs // width)
+        parallel(parallel_kernel, *args, *work(min(threads, n_blocks), width))
 
     def _block_work(self, rows, cols, *names):
-        """Work-array factory for c chunks: ('V', zeroed (c, rows, cols)), then per name
-        (c, n_slots, BLOCK) float arrays ('act' gives (c, 2, n_slots) uint8)."""
-        def work(c):
-            V = workspace.buffer("V", (c, rows, cols))
-            V[...] = 0.0
-            arrays = [V]
+        """Work-array factory for c chunks of blocks of `width` directions: 'V' (c, rows or
+        width, cols or width) (None means the width; zero, and the kernels leave it zero), then
+        per name (c, n_slots, width) float arrays ('act' gives (c, 2, n_slots) uint8)."""
+        def make(c, width):
+            arrays = [workspace.buffer("V", (c, rows or width, cols or width), zero=True)]
             for name in names:
                 if name == "act":
                     arrays.append(workspace.buffer("act", (c, 2, self.n_slots), np.uint8))
                 else:
-                    arrays.append(workspace.buffer(name, (c, self.n_slots, BLOCK)))
-            return arrays
-        return work
+                    arrays.append(workspace.buffer(name, (c, self.n_slots, width)))
+            return tuple(arrays)
+        return lambda c, width: workspace.cached((self._uid, rows, cols, names, c, width),
+                                                 lambda: make(c, width))
 
     def jacobian(self, x):
         """J (m, n): forward mode when n <= m, else reverse mode; blocks in parallel."""
@@ -258,16 +266,17 @@ class Tape:
         n, m = self.n_inputs, self.n_outputs
         J = np.empty((m, n))
         if n <= m:
-            def work(c):
-                V, dot, act = self._block_work(n, BLOCK, "dot", "act")(c)
+            block_work = self._block_work(n, None, "dot", "act")
+
+            def work(c, width):
+                V, dot, act = block_work(c, width)
                 return V, dot, act[:, 0]
-            self._run_blocks(-(-n // BLOCK), self.n_slots * BLOCK, sweeps.tangent_chunk,
-                             sweeps.jacobian_forward, (self.eptr, self.arg, d1, n, self.out, J),
-                             work)
+            self._run_blocks(n, sweeps.tangent_chunk, sweeps.jacobian_forward,
+                             (self.eptr, self.arg, d1, n, self.out, J), work)
         else:
-            self._run_blocks(-(-m // BLOCK), self.n_slots * BLOCK, sweeps.reverse_chunk,
-                             sweeps.jacobian_reverse, (self.eptr, self.arg, d1, n, self.out, J),
-                             self._block_work(BLOCK, m, "dot"))
+            self._run_blocks(m, sweeps.reverse_chunk, sweeps.jacobian_reverse,
+                             (self.eptr, self.arg, d1, n, self.out, J),
+                             self._block_work(None, m, "dot"))
         return J
 
     def _hvp_rows(self, x, w, V, unit, k):
@@ -275,11 +284,10 @@ class Tape:
         _, d1, d2, adj = self._adjoints(x, self._weights(w))
         n = self.n_inputs
         out = np.empty((k, n))
-        self._run_blocks(-(-k // BLOCK), self.n_slots * BLOCK, sweeps.hvp_chunk,
-                         sweeps.hvp_columns,
+        self._run_blocks(k, sweeps.hvp_chunk, sweeps.hvp_columns,
                          (self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, n, adj, V,
                           unit, out),
-                         self._block_work(n, BLOCK, "dot", "bar", "act"))
+                         self._block_work(n, None, "dot", "bar", "act"))
         return out
 
     def hvp(self, x, v, w=None):

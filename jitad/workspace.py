@@ -24,8 +24,9 @@ def local():
     return _local
 
 
-def buffer(name, shape, dtype=np.float64):
-    """A work array of `shape`, reused by this thread (contents undefined)."""
+def buffer(name, shape, dtype=np.float64, zero=False):
+    """A work array of `shape`, reused by this thread. Contents undefined, except with
+    zero=True: then the buffer is zero when allocated and its users must leave it zero."""
     size = 1
     for s in shape:
         size *= s
@@ -33,12 +34,21 @@ def buffer(name, shape, dtype=np.float64):
     a = bufs.get(name)
     if a is None or a.shape[0] < size or a.dtype != dtype:
         grow = 0 if a is None or a.dtype != dtype else 2 * a.shape[0]
-        a = np.empty(max(size, grow, 16), dtype=dtype)
+        a = (np.zeros if zero else np.empty)(max(size, grow, 16), dtype=dtype)
         bufs[name] = a
         _local.views.clear()
         if name in ("val", "d1", "d2"):
             _local.point_key = None
     return a[:size].reshape(shape)
+
+
+def cached(key, make):
+    """make() -> tuple of views into this thread's buffers, cached under key until a buffer
+    grows (then the views would point at released arrays)."""
+    v = _local.views.get(key)
+    if v is None:
+        v = _local.views[key] = make()
+    return v
 
 
 def point_arrays(uid, n_slots, n_edges, n_terms):
