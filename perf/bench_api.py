@@ -22,9 +22,7 @@ Figures checked from the same run (PASS/MISS): f.grad for n = 10 <= 10 us; one-s
 jitad.hessian faster than torch hessian(vectorize=True) on every problem; f.hessian faster than
 jax.jit(jax.hessian(f)) for n <= 100.
 """
-import gc
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -33,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jitad  # noqa: E402
+import timing  # noqa: E402
 from problems import (lennard_jones_problem, logistic_problem,  # noqa: E402
                       rosenbrock_problem)
 
@@ -61,33 +60,9 @@ else:
 
 
 # ------------------------------------------------------------------ timing
-def _run(f, calls):
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        t0 = time.perf_counter()
-        for a in calls:
-            f(a)
-        return time.perf_counter() - t0
-    finally:
-        if gc_was:
-            gc.enable()
-
-
 def timed(f, points, target=TARGET):
-    """Median seconds per call of f(x), x cycling over `points`; warmed up once first."""
-    f(points[0])
-    number, t = 1, _run(f, points[:1])
-    while t < 0.002:
-        number *= 10
-        t = _run(f, [points[i % len(points)] for i in range(number)])
-    per = t / number
-    if per * BATCHES <= target:
-        batch, repeats = max(1, int(target / BATCHES / per)), BATCHES
-    else:
-        batch, repeats = 1, max(3, min(BATCHES, int(target / per)))
-    calls = [points[i % len(points)] for i in range(batch)]
-    return statistics.median(_run(f, calls) / batch for _ in range(repeats))
+    """Median seconds per call of f(x), x cycling over `points` (perf/timing.py)."""
+    return timing.timed(f, [(p,) for p in points], target, BATCHES)
 
 
 def fmt_t(s):
@@ -245,7 +220,7 @@ def bench(case):
 def main():
     t_start = time.perf_counter()
     import numba
-    print(f"# jitad functional API benchmark (perf/bench_api.py)\n")
+    print("# jitad functional API benchmark (perf/bench_api.py)\n")
     peers = []
     if torch is not None:
         peers.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")

@@ -16,9 +16,7 @@ gradient/HVP/Hessian call include its forward sweep, as at a new iterate of an o
 Before timing, each problem's tape is checked against the hand-written @njit value and
 gradient, its HVP against finite differences of that gradient, and its Hessian against the HVP.
 """
-import gc
 import os
-import statistics
 import sys
 import time
 
@@ -27,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jitad  # noqa: E402
+import timing  # noqa: E402
 from problems import all_problems, rosenbrock_problem  # noqa: E402
 
 TARGET = 0.15      # seconds of timed calls per cell (excluding calibration and warm-up)
@@ -34,55 +33,12 @@ BATCHES = 7        # batches per cell when calls are fast; the median batch is r
 
 
 # ------------------------------------------------------------------ timing
-def _run(f, calls):
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        t0 = time.perf_counter()
-        for a in calls:
-            f(*a)
-        return time.perf_counter() - t0
-    finally:
-        if gc_was:
-            gc.enable()
-
-
 def timed(f, arglist, target=TARGET):
-    """Median seconds per call of f(*a), a cycling over arglist; warms up once first."""
-    f(*arglist[0])
-    number, t = 1, _run(f, arglist[:1])
-    while t < 0.002:  # calibrate on a batch of at least ~2 ms
-        number *= 10
-        t = _run(f, [arglist[i % len(arglist)] for i in range(number)])
-    per = t / number
-    if per * BATCHES <= target:
-        batch = max(1, int(target / BATCHES / per))
-        repeats = BATCHES
-    else:  # slow calls: one call per batch, at least 3 of them
-        batch = 1
-        repeats = max(3, min(BATCHES, int(target / per)))
-    calls = [arglist[i % len(arglist)] for i in range(batch)]
-    return statistics.median(_run(f, calls) / batch for _ in range(repeats))
+    """Median seconds per call of f(*a), a cycling over arglist (perf/timing.py)."""
+    return timing.timed(f, arglist, target, BATCHES)
 
 
-def cpu_seconds():
-    """(CPU seconds used by the whole machine, by this process): Linux /proc/stat, else None."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [float(v) for v in f.readline().split()[1:8]]
-        machine = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-    t = os.times()
-    return machine, t.user + t.system
-
-
-def other_load(start, wall):
-    """Average number of CPUs kept busy by other processes since `start` (a cpu_seconds())."""
-    end = cpu_seconds()
-    if start is None or end is None:
-        return None
-    return max(0.0, ((end[0] - start[0]) - (end[1] - start[1])) / wall)
+cpu_seconds, other_load = timing.cpu_seconds, timing.other_load
 
 
 def fmt_t(s):

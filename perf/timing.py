@@ -1,0 +1,57 @@
+"""Timing helpers shared by the perf/ scripts: median per-call times and machine load."""
+import gc
+import os
+import statistics
+import time
+
+
+def _run(f, calls):
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for a in calls:
+            f(*a)
+        return time.perf_counter() - t0
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def timed(f, arglist, target, batches):
+    """Median seconds per call of f(*a), a cycling over arglist; warms up once first. Calls are
+    timed in `batches` batches (of about target/batches seconds each when calls are fast)."""
+    f(*arglist[0])
+    number, t = 1, _run(f, arglist[:1])
+    while t < 0.002:  # calibrate on a batch of at least ~2 ms
+        number *= 10
+        t = _run(f, [arglist[i % len(arglist)] for i in range(number)])
+    per = t / number
+    if per * batches <= target:
+        batch = max(1, int(target / batches / per))
+        repeats = batches
+    else:  # slow calls: one call per batch, at least 3 of them
+        batch = 1
+        repeats = max(3, min(batches, int(target / per)))
+    calls = [arglist[i % len(arglist)] for i in range(batch)]
+    return statistics.median(_run(f, calls) / batch for _ in range(repeats))
+
+
+def cpu_seconds():
+    """(CPU seconds used by the whole machine, by this process): Linux /proc/stat, else None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:8]]
+        machine = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    t = os.times()
+    return machine, t.user + t.system
+
+
+def other_load(start, wall):
+    """Average number of CPUs kept busy by other processes since `start` (a cpu_seconds())."""
+    end = cpu_seconds()
+    if start is None or end is None:
+        return None
+    return max(0.0, ((end[0] - start[0]) - (end[1] - start[1])) / wall)
