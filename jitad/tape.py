@@ -232,6 +232,8 @@ class Tape:
         work(c, width) returns the work arrays for c chunks of blocks of `width` directions;
         serial(*args, *work arrays of chunk 0, b0, b1) runs blocks b0..b1-1.
         """
+        if n_dirs == 0:
+            return
         threads = numba.get_num_threads()
         width = min(BLOCK, -(-n_dirs // 8) * 8)
         if threads == 1 or n_dirs <= width or n_dirs * self.n_slots <= SERIAL_WORK:

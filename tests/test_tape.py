@@ -441,3 +441,28 @@ def test_concurrent_use_from_threads():
             for res in outs:
                 for a, b in zip(res, refs[k]):
                     assert_close(a, b, rtol=0, atol=0, err_msg=f"thread result for point {k}")
+
+
+@pytest.mark.parametrize("func, args, J", [
+    (lambda x: x, [np.arange(3.0)], np.eye(3)),
+    (lambda x: 5.0, [np.arange(3.0)], np.zeros((1, 3))),
+    (lambda: np.float64(2.0), [], np.zeros((1, 0))),
+    (lambda x: np.sum(x) + 1.0, [np.zeros(0)], np.zeros((1, 0))),
+    (lambda x: (x, x), [np.arange(2.0)], np.vstack([np.eye(2), np.eye(2)])),
+], ids=["identity", "constant output", "no inputs", "empty input", "input returned twice"])
+def test_degenerate_tapes(func, args, J):
+    """Tapes without ops, without inputs, or whose outputs are inputs or constants still give
+    every result with the right shape and value."""
+    t = jitad.record(func, *args)
+    x = np.concatenate([np.ravel(a) for a in args]) if args else np.zeros(0)
+    m, n = J.shape
+    assert (t.n_outputs, t.n_inputs) == (m, n)
+    out = func(*args)
+    y = np.concatenate([np.ravel(v) for v in (out if isinstance(out, tuple) else (out,))])
+    assert_close(t.forward(x), y, rtol=0, atol=0)
+    assert_close(t.jacobian(x), J, rtol=0, atol=0)
+    w = np.arange(1.0, m + 1.0)
+    assert_close(t.vjp(x, w)[1], w @ J, rtol=0, atol=0)
+    assert_close(t.jvp(x, np.ones((n, 2)))[1], J @ np.ones((n, 2)), rtol=0, atol=0)
+    assert_close(t.hessian(x, w), np.zeros((n, n)), rtol=0, atol=0)
+    assert_close(t.hvp(x, np.ones((n, 2)), w), np.zeros((n, 2)), rtol=0, atol=0)
