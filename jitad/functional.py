@@ -1,7 +1,7 @@
 """The functional API: torch.autograd.functional / paddle.autograd / jax.grad semantics on a Tape.
 
 Every call records `func` once on its inputs (`jitad.record`) and asks the tape for the
-derivative; `jitad.function` (function.py) keeps the tapes and replays them instead.
+derivative; `jitad.function` (compiled.py) keeps the tapes and replays them instead.
 
 Conventions (as torch defines them):
 - `inputs` is one array (Python floats/ints and 0-d arrays too; lists are array-likes) or a
@@ -271,22 +271,21 @@ def hessian(func, inputs, strict=False, batch_axis=None, lazy=False):
     return lay.hessian(tape.hessian(x))
 
 
+def _hvp(func, inputs, v, strict, what):
+    tape, lay, x = _setup(func, inputs, strict)
+    lay.require_scalar_output(what)
+    Hv = tape.hvp(x, lay.input_direction(v))
+    return lay.outputs(tape.forward(x)), lay.inputs(Hv)
+
+
 def hvp(func, inputs, v=None, strict=False):
     """(func_output, H @ v) for a single-element output; v has the structure of `inputs`."""
-    tape, lay, x = _setup(func, inputs, strict)
-    lay.require_scalar_output("hvp")
-    d = lay.input_direction(v)
-    Hv = tape.hvp(x, d)
-    return lay.outputs(tape.forward(x)), lay.inputs(Hv)
+    return _hvp(func, inputs, v, strict, "hvp")
 
 
 def vhp(func, inputs, v=None, strict=False):
     """(func_output, v @ H): equal to hvp's result since the Hessian is symmetric."""
-    tape, lay, x = _setup(func, inputs, strict)
-    lay.require_scalar_output("vhp")
-    d = lay.input_direction(v)
-    vH = tape.hvp(x, d)
-    return lay.outputs(tape.forward(x)), lay.inputs(vH)
+    return _hvp(func, inputs, v, strict, "vhp")
 
 
 # --------------------------------------------------------------------------- jax-style grad
