@@ -183,17 +183,22 @@ for _name, _uf in _UNARY_UFUNCS.items():
     HANDLED_UFUNCS[_name] = _unary(_name, _uf)
 
 
-def _register_scipy():
-    """scipy.special ufuncs, when scipy is installed (it stays optional)."""
-    try:
-        import scipy.special as sp
-    except ImportError:
-        return
-    for name in ("erf", "expit", "gammaln"):
-        HANDLED_UFUNCS[name] = _unary(name, getattr(sp, name))
+def _scipy_unary(name):
+    """scipy.special ufuncs, dispatched by name: scipy stays optional and is not imported by
+    jitad (it costs ~0.4 s at start-up); a user calling scipy.special.erf has imported it."""
+    impl = None
+
+    def call(x):
+        nonlocal impl
+        if impl is None:
+            import scipy.special
+            impl = _unary(name, getattr(scipy.special, name))
+        return impl(x)
+    return call
 
 
-_register_scipy()
+for _name in ("erf", "expit", "gammaln"):
+    HANDLED_UFUNCS[_name] = _scipy_unary(_name)
 HANDLED_UFUNCS["negative"] = _negative
 HANDLED_UFUNCS["positive"] = _positive
 HANDLED_UFUNCS["add"] = _binary("add", np.add, _lin_add, operator.add)
