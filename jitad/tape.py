@@ -287,8 +287,7 @@ class Tape:
         n = self.n_inputs
         out = np.empty((k, n))
         self._run_blocks(k, sweeps.hvp_chunk, sweeps.hvp_columns,
-                         (self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, n, adj, V,
-                          unit, out),
+                         (self.eptr, self.arg, d1, d2, self._transposed(), n, adj, V, unit, out),
                          self._block_work(n, None, "dot", "bar", "act"))
         return out
 
@@ -316,6 +315,20 @@ class Tape:
         else:
             parallel(sweeps.symmetrize, H, 64)  # in place: no 8n^2-byte temporary to fault in
         return H
+
+    def _transposed(self):
+        """The tape read backwards, for the pulling second-order sweep (`sweeps.hvp`), built on
+        first use and kept (8 bytes per edge, 12 per term side):
+
+        cptr/cedge: the edges that consume each slot (CSR over slots); eop: the op of each edge;
+        rptr/rterm/rpartner/rop: per slot s, the second-order terms with an edge on s, the other
+        edge of each (the term itself for a diagonal term) and its op.
+        """
+        tr = self.__dict__.get("_tr")
+        if tr is None:
+            tr = self._tr = sweeps.transpose(self.eptr, self.arg, self.tptr, self.ta, self.tb,
+                                             self.n_slots)
+        return tr
 
     def input_influence(self):
         """Boolean (n,): which inputs any output depends on (from the tape's structure)."""
