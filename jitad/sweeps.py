@@ -15,7 +15,6 @@ from .rules import binary_rule, unary_rule
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 _pjit = njit(cache=True, error_model="numpy", nogil=True, parallel=True)
-_inline = njit(cache=True, error_model="numpy", nogil=True, inline="always")
 
 
 @_jit

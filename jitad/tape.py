@@ -34,24 +34,20 @@ def _index_array(a, what):
 
 
 _parallel_lock = threading.Lock()
+_layer = None  # numba's threading layer, known after the first parallel call
 
 
 def parallel(kernel, *args):
     """Call a prange kernel. Numba's 'workqueue' threading layer (used when neither OpenMP nor
     TBB is available) aborts the process on concurrent parallel calls, so calls are serialised
     under it; with 'omp' or 'tbb' threads run their parallel kernels concurrently."""
-    if _layer[0] is None:
+    global _layer
+    if _layer is None or _layer == "workqueue":
         with _parallel_lock:
             kernel(*args)
-            _layer[0] = numba.threading_layer()
-        return
-    if _layer[0] == "workqueue":
-        with _parallel_lock:
-            return kernel(*args)
-    return kernel(*args)
-
-
-_layer = [None]
+            _layer = numba.threading_layer()
+    else:
+        kernel(*args)
 
 
 class Tape:
