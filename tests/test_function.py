@@ -248,6 +248,9 @@ def test_scipy_trust_exact_and_hessp_methods():
     assert counted.calls == 1
 
 
+# scipy's trlib (trust-krylov) itself produces NaN directions p near convergence at gtol=1e-10
+# and warns; every finite p gets an exact H @ p (checked while investigating), NaN in gives NaN.
+@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply:RuntimeWarning")
 def test_scipy_with_extra_args():
     X = RNG.standard_normal((50, 4))
     w_true = np.array([1.0, -2.0, 0.5, 0.0])
