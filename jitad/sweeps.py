@@ -230,6 +230,8 @@ def hvp(eptr, arg, d1, d2, n_in, adj, V, dot, bar, act, bact, tr):
     tangent(eptr, arg, d1, n_in, V, dot, act)
     acc = np.empty(k)
     for s in range(n_in + n_ops - 1, -1, -1):
+        # the two loops below are written out: as a shared @njit helper (not inlined) the
+        # kernel ran 1.4-1.8x slower on dense Hessians (measured side by side in one process)
         started = False
         for c in range(cptr[s], cptr[s + 1]):  # ops consuming s: d1 * their adjoint tangents
             e = cedge[c]

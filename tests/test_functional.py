@@ -15,18 +15,27 @@ RNG = np.random.default_rng(1234)
 
 
 # --------------------------------------------------------------------------- references
-def fd_jacobian(func, arrays, h=1e-6):
-    """J (m, n) of the flattened outputs w.r.t. the flattened inputs by central differences."""
+def flattened(func, arrays):
+    """(x0, g): the flattened, concatenated arrays and g(x) = func applied to x's pieces."""
     shapes = [np.shape(a) for a in arrays]
     sizes = [int(np.prod(s)) for s in shapes]
     x0 = np.concatenate([np.ravel(a) for a in arrays]).astype(float)
 
-    def flat_f(x):
+    def g(x):
         parts, o = [], 0
         for s, k in zip(shapes, sizes):
             parts.append(x[o:o + k].reshape(s))
             o += k
-        out = func(*parts)
+        return func(*parts)
+    return x0, g
+
+
+def fd_jacobian(func, arrays, h=1e-6):
+    """J (m, n) of the flattened outputs w.r.t. the flattened inputs by central differences."""
+    x0, g = flattened(func, arrays)
+
+    def flat_f(x):
+        out = g(x)
         items = out if isinstance(out, tuple) else (out,)
         return np.concatenate([np.ravel(np.asarray(a, dtype=float)) for a in items])
 
@@ -40,16 +49,10 @@ def fd_jacobian(func, arrays, h=1e-6):
 
 def fd_hessian(func, arrays, h=1e-4):
     """(n, n) Hessian of a scalar function by the four-point central formula."""
-    shapes = [np.shape(a) for a in arrays]
-    sizes = [int(np.prod(s)) for s in shapes]
-    x0 = np.concatenate([np.ravel(a) for a in arrays]).astype(float)
+    x0, g = flattened(func, arrays)
 
     def flat_f(x):
-        parts, o = [], 0
-        for s, k in zip(shapes, sizes):
-            parts.append(x[o:o + k].reshape(s))
-            o += k
-        return float(np.asarray(func(*parts)).reshape(()))
+        return float(np.asarray(g(x)).reshape(()))
 
     n = x0.size
     H = np.zeros((n, n))
