@@ -185,9 +185,11 @@ def main():
           "partials); 1T/2T = numba.set_num_threads(1/2); njit = hand-written @njit loops.")
     print()
     if others is not None:
-        print(f"Other processes kept {others:.2f} CPUs busy on average during the run" + (
-            "." if others < 0.15 else " -- NOT QUIET: timings, 2-thread Hessians above all, are "
-            "unreliable; rerun on an idle machine."))
+        busy, steal = others
+        print(f"Other processes kept {busy:.2f} CPUs busy on average during the run, and the "
+              f"hypervisor took {steal:.2f} CPUs' worth (steal)" + (
+                  "." if busy + steal < 0.15 else " -- NOT QUIET: timings, 2-thread Hessians "
+                  "above all, are unreliable; rerun on an idle machine."))
         print()
     print(md_table([c[0] for c in COLUMNS], [[f(r) for _, f in COLUMNS] for r in rows]))
     print()

@@ -38,20 +38,25 @@ def timed(f, arglist, target, batches):
 
 
 def cpu_seconds():
-    """(CPU seconds used by the whole machine, by this process): Linux /proc/stat, else None."""
+    """(CPU seconds used by the whole machine, by this process, stolen by the hypervisor):
+    Linux /proc/stat, else None."""
     try:
         with open("/proc/stat") as f:
-            fields = [float(v) for v in f.readline().split()[1:8]]
-        machine = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+            fields = [float(v) for v in f.readline().split()[1:9]]
+        tick = os.sysconf("SC_CLK_TCK")
+        machine = (sum(fields[:7]) - fields[3] - fields[4]) / tick
+        steal = fields[7] / tick if len(fields) > 7 else 0.0
     except (OSError, ValueError, IndexError):
         return None
     t = os.times()
-    return machine, t.user + t.system
+    return machine, t.user + t.system, steal
 
 
 def other_load(start, wall):
-    """Average number of CPUs kept busy by other processes since `start` (a cpu_seconds())."""
+    """(CPUs kept busy by other processes, CPUs' worth of time stolen by the hypervisor) on
+    average since `start` (a cpu_seconds()); None when unknown."""
     end = cpu_seconds()
     if start is None or end is None:
         return None
-    return max(0.0, ((end[0] - start[0]) - (end[1] - start[1])) / wall)
+    others = max(0.0, ((end[0] - start[0]) - (end[1] - start[1])) / wall)
+    return others, (end[2] - start[2]) / wall
