@@ -11,9 +11,6 @@ import numpy as np
 from . import opcodes as oc
 from .tracing import HANDLED_UFUNCS, Traced, TracedScalar, make, operands
 
-_SCALAR_TYPES = (float, int, np.floating, np.integer)
-
-
 def _unary(name, ufunc):
     code = oc.UNARY_CODE[name]
 
@@ -28,43 +25,44 @@ def _unary(name, ufunc):
     return impl
 
 
-def _is_scalar_operand(x):
-    return isinstance(x, (TracedScalar,) + _SCALAR_TYPES) or (
-        isinstance(x, np.ndarray) and x.ndim == 0)
+def _modes(a, b):
+    """(mode, constant operand or None) of a binary op on a and b, one of them traced."""
+    if isinstance(a, Traced) and isinstance(b, Traced):
+        return oc.VV, None
+    if isinstance(a, Traced):
+        return oc.VC, b
+    return oc.CV, a
 
 
-def _record_binary(rec, a, b, val, code_vv, code_vc, code_cv, lin=None):
-    """Append one op per element of the broadcast result.
+def _record_scalar(rec, codes, lin, mode, s, t, c):
+    """Record one op on traced scalar slot s (and t in mode VV) with constant c: LIN where
+    lin(mode, c) says the op is linear, else the op's code for that mode."""
+    linear = lin(mode, c) if lin is not None else None
+    if linear is not None:
+        coefs, param = linear
+        if mode == oc.VV:
+            return rec.append1(oc.LIN, s, t, float(param), float(coefs[0]), float(coefs[1]))
+        return rec.append1(oc.LIN, s, -1, float(param), float(coefs[0]))
+    if mode == oc.VV:
+        return rec.append1(codes[oc.VV], s, t)
+    return rec.append1(codes[mode], s, -1, c)
+
+
+def _record_binary(rec, a, b, val, codes, lin=None):
+    """Append one op per element of the broadcast result (val: the numpy result).
 
     `lin(mode, const)` gives (coefs, param) when the op is linear in that mode (None: not).
     """
-    ta, tb = isinstance(a, Traced), isinstance(b, Traced)
-    shape = np.shape(val)
-    if ta and tb:
-        mode, const = oc.VV, None
-    elif ta:
-        mode, const = oc.VC, np.asarray(b, dtype=np.float64)
-    else:
-        mode, const = oc.CV, np.asarray(a, dtype=np.float64)
+    mode, const = _modes(a, b)
+    if np.ndim(val) == 0:
+        s = (a if mode != oc.CV else b).idx
+        t = b.idx if mode == oc.VV else -1
+        c = 0.0 if const is None else float(np.asarray(const))
+        return TracedScalar(rec, _record_scalar(rec, codes, lin, mode, s, t, c), float(val))
+    if const is not None:
+        const = np.asarray(const, dtype=np.float64)
     linear = lin(mode, const) if lin is not None else None
-    scalar = np.ndim(val) == 0
-    if scalar:
-        sa = a.idx if ta else -1
-        sb = b.idx if tb else -1
-        if linear is not None:
-            coefs, param = linear
-            c0 = float(coefs[0])
-            if mode == oc.VV:
-                slot = rec.append1(oc.LIN, sa, sb, float(param), c0, float(coefs[1]))
-            else:
-                slot = rec.append1(oc.LIN, sa if ta else sb, -1, float(param), c0)
-        elif mode == oc.VV:
-            slot = rec.append1(code_vv, sa, sb)
-        elif mode == oc.VC:
-            slot = rec.append1(code_vc, sa, -1, float(const))
-        else:
-            slot = rec.append1(code_cv, sb, -1, float(const))
-        return TracedScalar(rec, slot, float(val))
+    shape = np.shape(val)
     K = int(np.size(val))
 
     def flat(x):
@@ -81,7 +79,7 @@ def _record_binary(rec, a, b, val, code_vv, code_vc, code_cv, lin=None):
         args[:, 0] = flat(a.idx)
         args[:, 1] = flat(b.idx)
     else:
-        args = flat((a if ta else b).idx).reshape(K, 1)
+        args = flat((a if mode == oc.VC else b).idx).reshape(K, 1)
     if linear is not None:
         coefs, param = linear
         coef = np.empty((K, len(coefs)))
@@ -89,8 +87,7 @@ def _record_binary(rec, a, b, val, code_vv, code_vc, code_cv, lin=None):
             coef[:, j] = per_element(c)
         slots = rec.append(oc.LIN, args, coef=coef, param=per_element(param))
     else:
-        code = {oc.VV: code_vv, oc.VC: code_vc, oc.CV: code_cv}[mode]
-        slots = rec.append(code, args, param=0.0 if const is None else per_element(const))
+        slots = rec.append(codes[mode], args, param=0.0 if const is None else per_element(const))
     return make(rec, slots.reshape(shape), np.asarray(val, dtype=np.float64))
 
 
@@ -109,18 +106,6 @@ def _binary(name, ufunc, lin=None, scalar_op=None):
         codes = [None, None, None]
     scalar_op = scalar_op or ufunc
 
-    def scalar(rec, mode, s, t, c):
-        """Record one op on traced scalar slots s (and t in mode VV) with constant c."""
-        linear = lin(mode, c) if lin is not None else None
-        if linear is not None:
-            coefs, param = linear
-            if mode == oc.VV:
-                return rec.append1(oc.LIN, s, t, param, coefs[0], coefs[1])
-            return rec.append1(oc.LIN, s, -1, float(param), float(coefs[0]))
-        if mode == oc.VV:
-            return rec.append1(codes[0], s, t)
-        return rec.append1(codes[mode], s, -1, c)
-
     def impl(a, b):
         ta = type(a) is TracedScalar
         tb = type(b) is TracedScalar
@@ -131,15 +116,15 @@ def _binary(name, ufunc, lin=None, scalar_op=None):
             v = float(scalar_op(np.float64(av), bv))
             if ta and tb:
                 rec = operands(a, b)
-                return TracedScalar(rec, scalar(rec, oc.VV, a.idx, b.idx, 0.0), v)
+                return TracedScalar(rec, _record_scalar(rec, codes, lin, oc.VV, a.idx, b.idx, 0.0), v)
             if ta:
-                return TracedScalar(a.rec, scalar(a.rec, oc.VC, a.idx, -1, bv), v)
-            return TracedScalar(b.rec, scalar(b.rec, oc.CV, b.idx, -1, av), v)
+                return TracedScalar(a.rec, _record_scalar(a.rec, codes, lin, oc.VC, a.idx, -1, bv), v)
+            return TracedScalar(b.rec, _record_scalar(b.rec, codes, lin, oc.CV, b.idx, -1, av), v)
         rec = operands(a, b)
         av = a.val if isinstance(a, Traced) else np.asarray(a, dtype=np.float64)
         bv = b.val if isinstance(b, Traced) else np.asarray(b, dtype=np.float64)
         val = ufunc(av, bv)
-        return _record_binary(rec, a, b, val, *codes, lin=lin)
+        return _record_binary(rec, a, b, val, codes, lin=lin)
     return impl
 
 
