@@ -50,7 +50,7 @@ def _linear_reduce(a, axis, keepdims, scale):
         out = np.zeros(keep_shape if keepdims else out_shape) * scale(0)
         return out if out.ndim else out[()]
     c = scale(k)
-    slots = rec.append(oc.LIN, idx, coef=np.full((m, k), c))
+    slots = rec.append(oc.LIN, idx, coef=c)
     return _finish(rec, slots, val.sum(axis=1) * c, out_shape, keep_shape, keepdims)
 
 
@@ -144,6 +144,18 @@ def _argmin(a, axis=None, **kwargs):
 
 # ---------------------------------------------------------------- products
 
+def _left_rows(x):
+    """A of A @ B as (..., M, 1, K) (a 1-D A is one row)."""
+    x = np.asarray(x)
+    return (x[None, :] if x.ndim == 1 else x)[..., :, None, :]
+
+
+def _right_cols(x):
+    """B of A @ B as (..., 1, N, K): its columns (a 1-D B is one column)."""
+    x = np.asarray(x)
+    return np.swapaxes(x[:, None] if x.ndim == 1 else x, -1, -2)[..., None, :, :]
+
+
 def _matmul(a, b):
     """numpy matmul semantics (1-D promotion, broadcast batch dims) as LIN/DOT ops."""
     rec = operands(a, b)
@@ -154,20 +166,11 @@ def _matmul(a, b):
     if np.ndim(av) == 0 or np.ndim(bv) == 0:
         raise ValueError("matmul: Input operand does not have enough dimensions")
     val = np.matmul(av, bv)
-    ai = np.asarray(a.idx) if ta else None
-    bi = np.asarray(b.idx) if tb else None
-    def promote(x, first):
-        if x is None:
-            return None
-        if x.ndim == 1:
-            return x[None, :] if first else x[:, None]
-        return x
-    A_i, A_v = promote(ai, True), promote(np.asarray(av), True)
-    B_i, B_v = promote(bi, False), promote(np.asarray(bv), False)
-    # (..., M, 1, K) against (..., 1, N, K)
-    Ae = lambda x: x[..., :, None, :]
-    Be = lambda x: np.swapaxes(x, -1, -2)[..., None, :, :]
-    full = np.broadcast_shapes(Ae(A_v).shape, Be(B_v).shape)
+    # every output element (..., i, j) pairs row i of A with column j of B: lay both out as
+    # (..., M, 1, K) and (..., 1, N, K) and broadcast
+    A_i, A_v = (_left_rows(a.idx) if ta else None), _left_rows(av)
+    B_i, B_v = (_right_cols(b.idx) if tb else None), _right_cols(bv)
+    full = np.broadcast_shapes(A_v.shape, B_v.shape)
     K = full[-1]
     out_shape = np.shape(val)
     m = int(np.prod(full[:-1], dtype=np.int64))
@@ -176,14 +179,14 @@ def _matmul(a, b):
     if K == 0:
         return np.zeros(out_shape) if out_shape else 0.0
     if ta and tb:
-        args = np.stack([np.broadcast_to(Ae(A_i), full), np.broadcast_to(Be(B_i), full)], axis=-1)
+        args = np.stack([np.broadcast_to(A_i, full), np.broadcast_to(B_i, full)], axis=-1)
         slots = rec.append(oc.DOT, args.reshape(m, 2 * K))
     elif ta:
-        slots = rec.append(oc.LIN, np.broadcast_to(Ae(A_i), full).reshape(m, K),
-                           coef=np.broadcast_to(Be(B_v), full).reshape(m, K))
+        slots = rec.append(oc.LIN, np.broadcast_to(A_i, full).reshape(m, K),
+                           coef=np.broadcast_to(B_v, full).reshape(m, K))
     else:
-        slots = rec.append(oc.LIN, np.broadcast_to(Be(B_i), full).reshape(m, K),
-                           coef=np.broadcast_to(Ae(A_v), full).reshape(m, K))
+        slots = rec.append(oc.LIN, np.broadcast_to(B_i, full).reshape(m, K),
+                           coef=np.broadcast_to(A_v, full).reshape(m, K))
     return make(rec, slots.reshape(out_shape), np.asarray(val, dtype=np.float64))
 
 
@@ -266,7 +269,7 @@ def _cumsum(a, axis=None, dtype=None, out=None):
     op_slot = base + np.arange(m * (k - 1), dtype=np.int64).reshape(m, k - 1)
     prev = np.concatenate([idx2[:, :1], op_slot[:, :-1]], axis=1)
     args = np.stack([prev, idx2[:, 1:]], axis=-1).reshape(-1, 2)
-    slots = rec.append(oc.LIN, args, coef=np.ones_like(args, dtype=np.float64))
+    slots = rec.append(oc.LIN, args, coef=1.0)
     out_idx = np.concatenate([idx2[:, :1], slots.reshape(m, k - 1)], axis=1).reshape(shape)
     return make(rec, np.moveaxis(out_idx, -1, axis), np.moveaxis(out_val, -1, axis))
 
