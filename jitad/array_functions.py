@@ -8,7 +8,7 @@ import numpy as np
 
 from . import opcodes as oc
 from .tracing import (HANDLED_FUNCTIONS, HANDLED_UFUNCS, Traced, as_slots, implements, make,
-                      operands)
+                      on_values, operands, value_of)
 
 
 try:
@@ -132,16 +132,6 @@ _reduce_method("maximum", lambda a, ax, kd: _tree_reduce(a, ax, kd, "maximum"))
 _reduce_method("minimum", lambda a, ax, kd: _tree_reduce(a, ax, kd, "minimum"))
 
 
-@implements(np.argmax)
-def _argmax(a, axis=None, **kwargs):
-    return np.argmax(a.val, axis=axis, **kwargs)
-
-
-@implements(np.argmin)
-def _argmin(a, axis=None, **kwargs):
-    return np.argmin(a.val, axis=axis, **kwargs)
-
-
 # ---------------------------------------------------------------- products
 
 def _left_rows(x):
@@ -197,19 +187,19 @@ HANDLED_UFUNCS["matmul"] = _matmul
 def _dot(a, b, out=None):
     if out is not None:
         raise TypeError("jitad: np.dot(..., out=...) is not supported on traced values")
-    if np.ndim(_val(a)) == 0 or np.ndim(_val(b)) == 0:
+    if np.ndim(value_of(a)) == 0 or np.ndim(value_of(b)) == 0:
         return HANDLED_UFUNCS["multiply"](a, b)
-    if np.ndim(_val(b)) > 2:
+    if np.ndim(value_of(b)) > 2:
         raise TypeError("jitad: np.dot with a >2-D second operand is not supported; use matmul")
     return _matmul(a, b)
 
 
 @implements(np.inner)
 def _inner(a, b):
-    if np.ndim(_val(a)) == 0 or np.ndim(_val(b)) == 0:
+    if np.ndim(value_of(a)) == 0 or np.ndim(value_of(b)) == 0:
         return HANDLED_UFUNCS["multiply"](a, b)
-    bt = np.swapaxes(b, -1, -2) if np.ndim(_val(b)) >= 2 else b
-    if np.ndim(_val(b)) > 2:
+    bt = np.swapaxes(b, -1, -2) if np.ndim(value_of(b)) >= 2 else b
+    if np.ndim(value_of(b)) > 2:
         raise TypeError("jitad: np.inner with a >2-D second operand is not supported")
     return _matmul(a, bt)
 
@@ -223,9 +213,6 @@ def _vdot(a, b):
 def _outer(a, b, out=None):
     return HANDLED_UFUNCS["multiply"](np.ravel(a)[:, None], np.ravel(b)[None, :])
 
-
-def _val(x):
-    return x.val if isinstance(x, Traced) else x
 
 
 @implements(np.linalg.norm)
@@ -296,7 +283,7 @@ def _diff(a, n=1, axis=-1, prepend=None, append=None):
 
 
 def _edge_shape(a, p, axis):
-    shape = list(np.shape(_val(a)))
+    shape = list(np.shape(value_of(a)))
     shape[axis] = 1
     return tuple(shape)
 
@@ -306,10 +293,11 @@ def _edge_shape(a, p, axis):
 @implements(np.where)
 def _where(cond, x=None, y=None):
     if x is None and y is None:
-        return np.where(_val(cond))
-    cond = np.asarray(_val(cond)).astype(bool)
+        return np.where(value_of(cond))
+    cond = np.asarray(value_of(cond)).astype(bool)
     rec = operands(x, y)
-    xv, yv = np.asarray(_val(x), dtype=np.float64), np.asarray(_val(y), dtype=np.float64)
+    xv = np.asarray(value_of(x), dtype=np.float64)
+    yv = np.asarray(value_of(y), dtype=np.float64)
     val = np.where(cond, xv, yv)
     if rec is None:  # only the condition was traced: its recorded values pick constants
         return val
@@ -440,21 +428,6 @@ def stack(arrays, axis=0):
     return HANDLED_FUNCTIONS[np.stack](arrays, axis=axis)
 
 
-@implements(np.array_equal)
-def _array_equal(a1, a2, equal_nan=False):
-    return np.array_equal(_val(a1), _val(a2), equal_nan=equal_nan)
-
-
-@implements(np.isclose)
-def _isclose(a, b, **kw):
-    return np.isclose(_val(a), _val(b), **kw)
-
-
-@implements(np.allclose)
-def _allclose(a, b, **kw):
-    return np.allclose(_val(a), _val(b), **kw)
-
-
 @implements(np.sort)
 def _sort(a, axis=-1, **kw):
     order = np.argsort(a.val, axis=axis, **kw)
@@ -462,7 +435,5 @@ def _sort(a, axis=-1, **kw):
                 np.take_along_axis(np.asarray(a.val), order, axis=axis))
 
 
-@implements(np.argsort)
-def _argsort(a, axis=-1, **kw):
-    return np.argsort(a.val, axis=axis, **kw)
-
+for _f in (np.argmax, np.argmin, np.argsort, np.array_equal, np.isclose, np.allclose):
+    HANDLED_FUNCTIONS[_f] = on_values(_f)

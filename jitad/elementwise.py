@@ -9,7 +9,7 @@ import operator
 import numpy as np
 
 from . import opcodes as oc
-from .tracing import HANDLED_UFUNCS, Traced, TracedScalar, make, operands
+from .tracing import HANDLED_UFUNCS, Traced, TracedScalar, make, on_values, operands
 
 def _unary(name, ufunc):
     code = oc.UNARY_CODE[name]
@@ -199,14 +199,6 @@ HANDLED_UFUNCS["abs"] = HANDLED_UFUNCS["absolute"]
 HANDLED_UFUNCS["round"] = HANDLED_UFUNCS["rint"]
 
 
-def _compare(ufunc):
-    def impl(a, b):
-        return ufunc(a.val if isinstance(a, Traced) else a, b.val if isinstance(b, Traced) else b)
-    return impl
-
-
 for _name in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
               "isnan", "isfinite", "isinf", "signbit"):
-    _uf = getattr(np, _name)
-    HANDLED_UFUNCS[_name] = (_compare(_uf) if _uf.nin == 2 else
-                             (lambda uf: lambda x: uf(x.val))(_uf))
+    HANDLED_UFUNCS[_name] = on_values(getattr(np, _name))

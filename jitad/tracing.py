@@ -111,22 +111,22 @@ class Traced:
 
     # ---- comparisons: plain booleans from the recorded values ----
     def __lt__(self, o):
-        return self.val < _value(o)
+        return self.val < value_of(o)
 
     def __le__(self, o):
-        return self.val <= _value(o)
+        return self.val <= value_of(o)
 
     def __gt__(self, o):
-        return self.val > _value(o)
+        return self.val > value_of(o)
 
     def __ge__(self, o):
-        return self.val >= _value(o)
+        return self.val >= value_of(o)
 
     def __eq__(self, o):
-        return self.val == _value(o)
+        return self.val == value_of(o)
 
     def __ne__(self, o):
-        return self.val != _value(o)
+        return self.val != value_of(o)
 
     __hash__ = None
 
@@ -291,8 +291,17 @@ def _index_key(key):
     return key
 
 
-def _value(o):
-    return o.val if isinstance(o, Traced) else o
+def value_of(x):
+    """The recorded value of a traced value; anything else unchanged."""
+    return x.val if isinstance(x, Traced) else x
+
+
+def on_values(func):
+    """A handler for functions whose results carry no derivative (comparisons, predicates,
+    indices): func's plain numpy result on the recorded values."""
+    def impl(*args, **kwargs):
+        return func(*(value_of(a) for a in args), **kwargs)
+    return impl
 
 
 def _not_supported(what):
