@@ -29,7 +29,7 @@ _EMPTY2 = np.zeros((0, 0))
 def _index_array(a, what):
     a = np.asarray(a)
     if a.size and (a.max() > np.iinfo(INDEX).max or a.min() < 0):
-        raise ValueError(f"tape too large: {what} exceed the int32 index range")
+        raise ValueError(f"tape too large or corrupt: {what} outside the int32 index range")
     return np.ascontiguousarray(a, dtype=INDEX)
 
 
@@ -63,12 +63,12 @@ class Tape:
         self.code = np.ascontiguousarray(code, dtype=np.uint8)
         self.param = np.ascontiguousarray(param, dtype=np.float64)
         self.eptr = _index_array(eptr, "edge offsets")
-        self.arg = np.ascontiguousarray(arg, dtype=INDEX)
+        self.arg = _index_array(arg, "operand slots")
         self.coef = np.ascontiguousarray(coef, dtype=np.float64)
         self.tptr = _index_array(tptr, "term offsets")
-        self.ta = np.ascontiguousarray(ta, dtype=INDEX)
-        self.tb = np.ascontiguousarray(tb, dtype=INDEX)
-        self.out = np.ascontiguousarray(out, dtype=INDEX)
+        self.ta = _index_array(ta, "term edges")
+        self.tb = _index_array(tb, "term edges")
+        self.out = _index_array(out, "output slots")
         self.n_outputs = int(self.out.shape[0])
         self.input_shapes = [(self.n_inputs,)] if input_shapes is None else list(input_shapes)
         self.output_shapes = [(self.n_outputs,)] if output_shapes is None else list(output_shapes)
