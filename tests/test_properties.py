@@ -261,6 +261,18 @@ def test_smooth_programs_match_finite_differences(case):
     assert_fd_close(H, Hfd, rtol=1e-6, atol=1e-6)
 
 
+def _check_at_two_points(tape, y0, z0, z1, seed):
+    """The tape reproduces y0 at its recording point z0, and its derivatives are mutually
+    consistent there and at the replay point z1 (where they are finite)."""
+    scale = max(1.0, float(np.max(np.abs(y0), initial=0.0)))
+    assert_close(tape.forward(z0), y0, rtol=1e-11, atol=1e-11 * scale)
+    with np.errstate(all="ignore"):
+        for z in (z0, z1):
+            assume(np.all(np.isfinite(tape.jacobian(z))))
+            assume(np.all(np.isfinite(tape.hessian(z, np.ones(tape.n_outputs)))))
+            _consistency(tape, z, seed)
+
+
 def _consistency(tape, z, seed):
     """The derivative methods agree with each other at z. (Results are not checked for aliasing
     of work buffers here: test_tape.py::test_results_survive_later_calls does that.)"""
@@ -336,13 +348,7 @@ def test_all_programs_methods_agree(case):
     y0 = f(z0)
     assume(_sane(y0) and _sane(f(z1)))
     tape = record(prog, n, p0, out_mode, ctx)
-    scale = max(1.0, float(np.max(np.abs(y0), initial=0.0)))
-    assert_close(tape.forward(z0), y0, rtol=1e-11, atol=1e-11 * scale)
-    with np.errstate(all="ignore"):
-        for z in (z0, z1):
-            assume(np.all(np.isfinite(tape.jacobian(z))))
-            assume(np.all(np.isfinite(tape.hessian(z, np.ones(tape.n_outputs)))))
-            _consistency(tape, z, seed)
+    _check_at_two_points(tape, y0, z0, z1, seed)
 
 
 @SETTINGS
@@ -486,13 +492,7 @@ def test_matrix_programs_methods_agree(case):
     y0 = f(z0)
     assume(_sane(y0) and _sane(f(z1)))
     tape = jitad.record(lambda X: run_mat(prog, X, out_mode, ctx), X0)
-    scale = max(1.0, float(np.max(np.abs(y0), initial=0.0)))
-    assert_close(tape.forward(z0), y0, rtol=1e-11, atol=1e-11 * scale)
-    with np.errstate(all="ignore"):
-        for z in (z0, z1):
-            assume(np.all(np.isfinite(tape.jacobian(z))))
-            assume(np.all(np.isfinite(tape.hessian(z, np.ones(tape.n_outputs)))))
-            _consistency(tape, z, seed)
+    _check_at_two_points(tape, y0, z0, z1, seed)
 
 
 @SETTINGS
