@@ -53,12 +53,8 @@ def cached(key, make):
 
 def point_arrays(uid, n_slots, n_edges, n_terms):
     """(val, d1, d2, adj) work arrays sized for one tape; cached per tape for small-call speed."""
-    v = _local.views.get(uid)
-    if v is None:
-        v = (buffer("val", (n_slots,)), buffer("d1", (n_edges,)), buffer("d2", (n_terms,)),
-             buffer("adj", (n_slots,)))
-        _local.views[uid] = v
-    return v
+    return cached(uid, lambda: (buffer("val", (n_slots,)), buffer("d1", (n_edges,)),
+                                buffer("d2", (n_terms,)), buffer("adj", (n_slots,))))
 
 
 def clear():
