@@ -12,6 +12,8 @@ import numpy as np
 
 from . import opcodes as oc
 from . import sweeps, workspace
+from .threads import parallel
+from .interaction import InteractionPlan
 
 # Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
 # the per-op cost of a sweep over more directions; 32 was best or near-best on Rosenbrock,
@@ -31,23 +33,6 @@ def _index_array(a, what):
     if a.size and (a.max() > np.iinfo(INDEX).max or a.min() < 0):
         raise ValueError(f"tape too large or corrupt: {what} outside the int32 index range")
     return np.ascontiguousarray(a, dtype=INDEX)
-
-
-_parallel_lock = threading.Lock()
-_layer = None  # numba's threading layer, known after the first parallel call
-
-
-def parallel(kernel, *args):
-    """Call a prange kernel. Numba's 'workqueue' threading layer (used when neither OpenMP nor
-    TBB is available) aborts the process on concurrent parallel calls, so calls are serialised
-    under it; with 'omp' or 'tbb' threads run their parallel kernels concurrently."""
-    global _layer
-    if _layer is None or _layer == "workqueue":
-        with _parallel_lock:
-            kernel(*args)
-            _layer = numba.threading_layer()
-    else:
-        kernel(*args)
 
 
 class Tape:
@@ -304,6 +289,9 @@ class Tape:
         """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output)."""
         x = self._x(x)
         n = self.n_inputs
+        plan = self._interaction_plan()
+        if plan.cheaper_than_hvps(self):
+            return plan.hessian(self, x, self._weights(w))
         H = self._hvp_rows(x, w, _EMPTY2, True, n)
         if n * n <= SERIAL_WORK:
             H += H.T  # small: numpy's temporary copy is cheap
@@ -311,6 +299,13 @@ class Tape:
         else:
             parallel(sweeps.symmetrize, H, 64)  # in place: no 8n^2-byte temporary to fault in
         return H
+
+    def _interaction_plan(self):
+        """Row patterns for the interaction Hessian (`interaction.py`), built on first use."""
+        plan = self.__dict__.get("_iplan")
+        if plan is None:
+            plan = self._iplan = InteractionPlan(self)
+        return plan
 
     def _transposed(self):
         """The tape read backwards, for the pulling second-order sweep (`sweeps.hvp`), built on
