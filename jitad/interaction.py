@@ -1,6 +1,6 @@
 """Dense Hessians from second-order interactions (see `interaction_sweeps.py` for the math).
 
-`Tape.hessian` asks `InteractionPlan.cheaper_than_hvps()` whether this beats n
+`Tape.hessian` uses it when `InteractionPlan.use` says it is estimated to beat n
 multi-direction HVP sweeps on its tape; the plan (row patterns, cost) is built once per tape.
 """
 import numba
@@ -41,6 +41,27 @@ class InteractionPlan:
         square = 0.5 * lengths * (lengths + 1) * (diag != 0)
         self.blas_cost = float(square[in_group].sum())
         self.scatter_cost = float(cost + square[~in_group].sum())
+        self.use = self._cheaper_than_hvps(tape)
+        self.one_call = not self.groups and self.scatter_cost < _SERIAL_WORK
+        self._args = (tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.ta,
+                      tape.tb, tape.n_inputs, tape.out)
+        if self.one_call:
+            self._pack(tape)
+
+    def _pack(self, tape):
+        """Flat copies of the tape and plan arrays for `interaction_sweeps.hessian_packed`."""
+        ints = [tape.code, tape.eptr, tape.arg, tape.tptr, tape.ta, tape.tb, tape.out,
+                self.kind, self.base, self.rptr, self.ridx, self.term_ops]
+        self._io = np.cumsum([0] + [a.shape[0] for a in ints]).astype(np.int64)
+        self._ints = np.concatenate(ints).astype(np.int32)
+        self._fo = np.array([0, tape.param.shape[0], tape.param.shape[0] + tape.coef.shape[0]],
+                            np.int64)
+        self._floats = np.concatenate([tape.param, tape.coef])
+        n_slots, n_terms = tape.n_slots, tape.ta.shape[0]
+        sizes = [n_slots, tape.arg.shape[0], n_terms, n_slots, n_slots, self.ridx.shape[0],
+                 tape.n_inputs, self.n_rows, n_terms]
+        self._wo = np.cumsum([0] + sizes).astype(np.int64)
+        self._n_terms = n_terms
 
     def _dense_groups(self, tape, diag):
         """[(lo, length, row ids)]: rows of term operands whose patterns are the same
@@ -64,7 +85,7 @@ class InteractionPlan:
             groups.append((int(first[r0]), int(lengths[r0]), members))
         return groups
 
-    def cheaper_than_hvps(self, tape):
+    def _cheaper_than_hvps(self, tape):
         """Whether the interaction Hessian is estimated cheaper than n multi-direction HVPs
         (tangent, first- and second-order reverse work per direction and slot/edge)."""
         if not self.ok:
@@ -75,11 +96,12 @@ class InteractionPlan:
         return self.scatter_cost + 0.25 * self.blas_cost + 0.5 * n * n < hvp_cost
 
     def _work(self, tape):
+        """This thread's (val, d1, d2, adj) point arrays and the plan's work arrays."""
         n_terms = tape.ta.shape[0]
         nnz = self.ridx.shape[0]
 
         def make():
-            return (workspace.buffer("ih_scale", (tape.n_slots,)),
+            return tape._arrays() + (workspace.buffer("ih_scale", (tape.n_slots,)),
                     workspace.buffer("ih_rval", (nnz,)),
                     workspace.buffer("ih_acc", (tape.n_inputs,), zero=True),
                     workspace.buffer("ih_rc", (self.n_rows,)),
@@ -89,37 +111,43 @@ class InteractionPlan:
         return workspace.cached((self._uid, "interaction"), make)
 
     def hessian(self, tape, x, w):
-        """Dense (n, n) Hessian of sum_k w[k] y[k] at x (x, w validated by the caller)."""
+        """Dense (n, n) Hessian of sum_k w[k] y[k] at x (x, w validated by the caller).
+
+        Large problems share this thread's point arrays (values and partials at x) with the
+        other Tape methods; small ones run in one call on private work arrays."""
         n = tape.n_inputs
-        at_point = tape._at_point(x)
-        val, d1, d2, adj = tape._arrays()
-        work = self._work(tape)
-        args = (tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.ta,
-                tape.tb, n, tape.out, x, w, at_point, val, d1, d2, adj, self.kind, self.base,
-                self.rptr, self.ridx, self.term_ops) + work
+        if self.one_call:  # one dispatch with few arguments: what small problems pay for
+            H = np.zeros((n, n))
+            ik.hessian_packed(self._ints, self._io, self._floats, self._fo, n, x, w,
+                              workspace.buffer("ih_packed", (self._wo[-1],)),
+                              self._wo, workspace.buffer("ih_ipacked", (2 * self._n_terms,),
+                                                         np.int32), H)
+            return H
+        ws = workspace.local()
+        work = ws.views.get((self._uid, "interaction")) or self._work(tape)
+        key = ws.point_key
+        xbytes = x.tobytes()
+        at_point = key is not None and key[0] == self._uid and key[1] == xbytes
+        args = self._args + (x, w, at_point) + work[:4] + (
+            self.kind, self.base, self.rptr, self.ridx, self.term_ops) + work[4:]
         H = np.zeros((n, n))
         threads = numba.get_num_threads()
-        serial = threads == 1 or self.scatter_cost < _SERIAL_WORK
-        if serial and not self.groups:
-            ik.hessian_serial(*args, H)  # one dispatch: what small problems pay for
+        n_cross = ik.prepare(*args)
+        rval, rc, xa, xb, xc = work[5], work[7], work[8], work[9], work[10]
+        for lo, ln, members in self.groups:
+            Bp = workspace.buffer("ih_Bp", (members.shape[0], ln))
+            Bn = workspace.buffer("ih_Bn", (members.shape[0], ln))
+            n_p, n_n = ik.split_group(self.rptr, rval, rc, members, Bp, Bn)
+            S = H[lo:lo + ln, lo:lo + ln]
+            if n_p:
+                S += Bp[:n_p].T @ Bp[:n_p]
+            if n_n:
+                S -= Bn[:n_n].T @ Bn[:n_n]
+        if threads == 1 or self.scatter_cost < _SERIAL_WORK:
+            ik.accumulate(self.rptr, self.ridx, rval, rc, xa, xb, xc, n_cross, H, 0, 1)
         else:
-            n_cross = ik.prepare(*args)
-            scale, rval, acc, rc, xa, xb, xc = work
-            for lo, ln, members in self.groups:
-                Bp = workspace.buffer("ih_Bp", (members.shape[0], ln))
-                Bn = workspace.buffer("ih_Bn", (members.shape[0], ln))
-                n_p, n_n = ik.split_group(self.rptr, rval, rc, members, Bp, Bn)
-                S = H[lo:lo + ln, lo:lo + ln]
-                if n_p:
-                    S += Bp[:n_p].T @ Bp[:n_p]
-                if n_n:
-                    S -= Bn[:n_n].T @ Bn[:n_n]
-            if serial:
-                ik.accumulate(self.rptr, self.ridx, rval, rc, xa, xb, xc, n_cross, H, 0, 1)
-            else:
-                parallel(ik.accumulate_parallel, self.rptr, self.ridx, rval, rc, xa, xb, xc,
-                         n_cross, H, threads)
+            parallel(ik.accumulate_parallel, self.rptr, self.ridx, rval, rc, xa, xb, xc,
+                     n_cross, H, threads)
         if not at_point:
-            workspace.local().point_key = (tape._uid, x.tobytes())
+            ws.point_key = (self._uid, xbytes)
         return H
-

@@ -336,3 +336,39 @@ def hessian_serial(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, 
                       val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc,
                       rc, xa, xb, xc)
     accumulate(rptr, ridx, rval, rc, xa, xb, xc, n_cross, H, 0, 1)
+
+
+@_jit
+def hessian_packed(ints, io, floats, fo, n_in, x, w, work, wo, iwork, H):
+    """`hessian_serial` with the tape, plan and work arrays packed into a few flat arrays
+    (ints: code, eptr, arg, tptr, ta, tb, out, kind, base, rptr, ridx, term_ops split at io;
+    floats: param, coef at fo; work: val, d1, d2, adj, scale, rval, acc, rc, xc at wo; iwork:
+    xa, xb): Numba's dispatch costs about as much per argument as a small Hessian's sweeps."""
+    code = ints[io[0]:io[1]]
+    eptr = ints[io[1]:io[2]]
+    arg = ints[io[2]:io[3]]
+    tptr = ints[io[3]:io[4]]
+    ta = ints[io[4]:io[5]]
+    tb = ints[io[5]:io[6]]
+    out = ints[io[6]:io[7]]
+    kind = ints[io[7]:io[8]]
+    base = ints[io[8]:io[9]]
+    rptr = ints[io[9]:io[10]]
+    ridx = ints[io[10]:io[11]]
+    term_ops = ints[io[11]:io[12]]
+    param = floats[fo[0]:fo[1]]
+    coef = floats[fo[1]:fo[2]]
+    val = work[wo[0]:wo[1]]
+    d1 = work[wo[1]:wo[2]]
+    d2 = work[wo[2]:wo[3]]
+    adj = work[wo[3]:wo[4]]
+    scale = work[wo[4]:wo[5]]
+    rval = work[wo[5]:wo[6]]
+    acc = work[wo[6]:wo[7]]
+    rc = work[wo[7]:wo[8]]
+    xc = work[wo[8]:wo[9]]
+    acc[:] = 0.0  # the buffer is shared by plans with other layouts
+    nt = ta.shape[0]
+    hessian_serial(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, False,
+                   val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc, rc,
+                   iwork[:nt], iwork[nt:2 * nt], xc, H)

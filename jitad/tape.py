@@ -289,9 +289,10 @@ class Tape:
         """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output)."""
         x = self._x(x)
         n = self.n_inputs
-        plan = self._interaction_plan()
-        if plan.cheaper_than_hvps(self):
-            return plan.hessian(self, x, self._weights(w))
+        plan = self.__dict__.get("_iplan") or self._interaction_plan()
+        if plan.use:
+            return plan.hessian(self, x, _ONE if w is None and self.n_outputs == 1
+                                else self._weights(w))
         H = self._hvp_rows(x, w, _EMPTY2, True, n)
         if n * n <= SERIAL_WORK:
             H += H.T  # small: numpy's temporary copy is cheap
