@@ -18,3 +18,19 @@ def parallel(kernel, *args):
             _layer = numba.threading_layer()
     else:
         kernel(*args)
+
+
+def set_num_threads(k):
+    """Threads used by jitad's parallel sweeps (dense Hessians, Jacobians, HVP blocks) in the
+    calling thread: numba's own setting (`numba.set_num_threads`), 1..NUMBA_NUM_THREADS."""
+    k = int(k)
+    limit = numba.config.NUMBA_NUM_THREADS
+    if not 1 <= k <= limit:
+        raise ValueError(f"jitad.set_num_threads: k must be in 1..{limit} (NUMBA_NUM_THREADS), "
+                         f"got {k}")
+    numba.set_num_threads(k)
+
+
+def get_num_threads():
+    """The thread count jitad's parallel sweeps use in the calling thread."""
+    return numba.get_num_threads()

@@ -124,3 +124,18 @@ def test_plan_structure():
     assert kinds[ik.DIRECT] == X.shape[0]  # one per row of X
     assert kinds[ik.SHARED] >= 5  # sin(x) shares x's rows
     assert plan.n_rows == 5 + X.shape[0]
+
+
+def test_set_num_threads():
+    x = np.linspace(-1, 1, 40)
+    tape = jitad.record(pairs, x)
+    before = jitad.get_num_threads()
+    try:
+        jitad.set_num_threads(1)
+        assert jitad.get_num_threads() == 1
+        one = tape.hessian(x)
+    finally:
+        jitad.set_num_threads(before)
+    assert_close(tape.hessian(x), one, rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="set_num_threads"):
+        jitad.set_num_threads(0)
