@@ -90,7 +90,8 @@ class Tape:
     def nbytes(self):
         """Bytes held by the tape's arrays."""
         return sum(a.nbytes for a in (self.code, self.param, self.eptr, self.arg, self.coef,
-                                      self.tptr, self.ta, self.tb, self.out))
+                                      self.tptr, self.ta, self.tb, self.out,
+                                      *(getattr(self, k) for k in guards.GUARD_ARRAYS)))
 
     def op_counts(self):
         """{op name: count} of the recorded operations."""
