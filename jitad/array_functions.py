@@ -327,10 +327,11 @@ def _structural(func):
     return impl
 
 
-for _f in (np.reshape, np.ravel, np.transpose, np.squeeze, np.expand_dims, np.moveaxis,
-           np.swapaxes, np.flip, np.fliplr, np.flipud, np.roll, np.broadcast_to, np.atleast_1d,
-           np.atleast_2d, np.atleast_3d, np.take, np.repeat, np.tile, np.copy, np.rot90,
-           np.diagonal):
+STRUCTURAL = (np.reshape, np.ravel, np.transpose, np.squeeze, np.expand_dims, np.moveaxis,
+              np.swapaxes, np.flip, np.fliplr, np.flipud, np.roll, np.broadcast_to, np.atleast_1d,
+              np.atleast_2d, np.atleast_3d, np.take, np.repeat, np.tile, np.copy, np.rot90,
+              np.diagonal)
+for _f in STRUCTURAL:
     _structural(_f)
 
 
@@ -394,7 +395,8 @@ def _join(func):
     return impl
 
 
-for _f in (np.concatenate, np.stack, np.hstack, np.vstack, np.dstack, np.column_stack):
+JOINS = (np.concatenate, np.stack, np.hstack, np.vstack, np.dstack, np.column_stack)
+for _f in JOINS:
     _join(_f)
 
 

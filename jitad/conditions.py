@@ -21,7 +21,7 @@ import operator
 import numpy as np
 
 from . import opcodes as oc
-from .array_functions import _tree_reduce
+from .array_functions import JOINS, STRUCTURAL, _tree_reduce
 from .tracing import (CONVERT_MSG, HANDLED_FUNCTIONS, HANDLED_UFUNCS, HOOKS, Traced,
                       TracedArray, TracedScalar, _index_key, as_slots, implements, make,
                       operands, value_of)
@@ -79,6 +79,24 @@ class _Condition:
         ok = self.concrete()
         return np.asarray(ok, dtype=dtype) if dtype is not None else np.asarray(ok)
 
+    # ---- structure: rearranging a condition keeps it a condition (a mask stays a mask)
+    def __array_function__(self, func, types, args, kwargs):
+        if func in STRUCTURAL and args and args[0] is self:
+            return _fieldwise(lambda f: func(f, *args[1:], **kwargs), self)
+        if func in JOINS and args and isinstance(args[0], (list, tuple)) and all(
+                isinstance(c, _Condition) for c in args[0]):
+            items = args[0]
+            operands(*items)
+            shapes = [np.shape(c.ok) for c in items]
+            fields = [[np.broadcast_to(getattr(c, k), sh) for c, sh in zip(items, shapes)]
+                      for k in ("code", "a", "b", "c", "ok")]
+            slots = None
+            if all(c._slots is not None for c in items):
+                slots = func([np.asarray(c._slots) for c in items], *args[1:], **kwargs)
+            return condition(items[0].rec, *(func(f, *args[1:], **kwargs) for f in fields),
+                             slots=slots)
+        return Traced.__array_function__(self, func, types, args, kwargs)
+
     # ---- logic (re-decided at every point)
     def __and__(self, o):
         return HANDLED_UFUNCS["logical_and"](self, o)
@@ -124,6 +142,10 @@ class ConditionScalar(_Condition, TracedScalar):
         self.rec, self.code, self.a, self.b, self.c, self.ok = rec, code, a, b, c, ok
         self._slots = slots
 
+    def __bool__(self):  # the Python-loop path (sorted, max, if): Python scalars throughout
+        self.rec.guards.add1(self.code, self.a, self.b, self.c, self.ok)
+        return self.ok
+
 
 class ConditionArray(_Condition, TracedArray):
     """A traced n-d condition (fields are arrays of one shape)."""
@@ -147,6 +169,14 @@ class ConditionArray(_Condition, TracedArray):
         f = [np.broadcast_to(v, shape)[key] for v in (self.code, self.a, self.b, self.c, self.ok)]
         slots = None if self._slots is None else self._slots[key]
         return condition(self.rec, *f, slots=slots)
+
+
+def _fieldwise(func, cond):
+    """func applied to every per-element field of cond (a structural rearrangement)."""
+    shape = np.shape(cond.ok)
+    f = [func(np.broadcast_to(getattr(cond, k), shape)) for k in ("code", "a", "b", "c", "ok")]
+    slots = None if cond._slots is None else func(np.asarray(cond._slots))
+    return condition(cond.rec, *f, slots=slots)
 
 
 def condition(rec, code, a, b, c, ok, slots=None):
@@ -205,7 +235,8 @@ def compare(kind, x, y):
     """x <kind> y with x or y traced: a traced condition (nothing is recorded yet)."""
     if isinstance(x, TracedScalar) and (isinstance(y, TracedScalar) or type(y) in (float, int)):
         if isinstance(y, TracedScalar):  # the Python-loop fast path
-            operands(x, y)
+            if x.rec is not y.rec:
+                operands(x, y)  # raises
             return ConditionScalar(x.rec, kind, x.idx, y.idx, 0.0, _PY_CMP[kind](x.val, y.val))
         return ConditionScalar(x.rec, kind, x.idx, -1, float(y), _PY_CMP[kind](x.val, y))
     if not isinstance(x, Traced):

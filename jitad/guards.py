@@ -91,7 +91,7 @@ class GuardLog:
 
     def add1(self, code, a, b, c, out):
         """One guard (the Python-loop path: `if t > 0`, `sorted`, `max(a, b)`)."""
-        key = (code, a, b, c if b < 0 else 0.0, out)
+        key = (code, a, b, c if b < 0 else 0.0, out)  # Python scalars (conditions.compare)
         if key in self._seen:
             return
         self._seen.add(key)

@@ -239,6 +239,25 @@ def test_array_comparison_as_a_mask_guards_every_element():
         assert_close(fn.grad(x), np.where(x > 0, 2 * x, 0), rtol=0, atol=0)
 
 
+def test_rearranged_conditions_stay_masks():
+    def f(X):
+        m = (X > 0).T.reshape(-1)
+        m2 = np.concatenate([X[0] > 0, X[1] < 0])
+        return (np.sum(X.T.reshape(-1)[m]) + np.sum(X.ravel()[m2] ** 2)
+                + (X > 0).ravel()[0] * X[0, 0])
+
+    X0 = np.array([[1.0, -2.0], [3.0, -4.0]])
+    tape = jitad.record(f, X0)
+    assert tape.n_guards == 8  # the two 4-element masks; the third is a 0/1 value
+    fn = jitad.function(f)
+    for X in (X0, -X0, X0 * [[1, -1], [-1, 1]]):
+        assert_close(tape.forward(X.ravel()) if tape.guards_hold(X.ravel()) else [f(X)], [f(X)],
+                     rtol=1e-15, atol=0)
+        assert_close([fn(X)], [f(X)], rtol=1e-15, atol=0)
+        assert_close(fn.grad(X), fd_jacobian(lambda z: f(z.reshape(2, 2)), X.ravel())[0].reshape(
+            2, 2), rtol=1e-8, atol=1e-9)
+
+
 def test_any_all_guard_the_reduced_outcome_only():
     def f(x):
         return np.sum(x ** 2) if np.any(x > 1.0) else np.sum(x)
