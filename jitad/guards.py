@@ -85,8 +85,9 @@ class GuardLog:
             return
         self.flush()
         site = self._site()
-        for buf, v in ((self.code, code), (self.a, a), (self.b, b), (self.c, np.where(b < 0, c, 0.0)),
-                       (self.out, out), (self.site, np.full(code.shape[0], site))):
+        for buf, v in ((self.code, code), (self.a, a), (self.b, b),
+                       (self.c, np.where(b < 0, c, 0.0)), (self.out, out),
+                       (self.site, np.full(code.shape[0], site))):
             buf.extend(v)
 
     def add1(self, code, a, b, c, out):
@@ -117,7 +118,9 @@ class GuardLog:
 
 # ---------------------------------------------------------------- reporting
 def _slot_name(tape, s):
-    return f"x[{s}]" if s < tape.n_inputs else f"slot {s} ({oc.OP_NAMES[tape.code[s - tape.n_inputs]]})"
+    if s < tape.n_inputs:
+        return f"x[{s}]"
+    return f"slot {s} ({oc.OP_NAMES[tape.code[s - tape.n_inputs]]})"
 
 
 def describe(tape, g):
@@ -182,7 +185,7 @@ def validate(tape, guards, sources):
             raise ValueError(f"tape corrupt: a guard operand slot is >= n_slots ({n_slots})")
         if arrays["guard_out"].max() > 1:
             raise ValueError("tape corrupt: guard_out must hold 0 or 1")
-    sources = list(sources or [])
-    if k and arrays["guard_site"].max() >= max(len(sources), 1) and sources:
+    sources = list(sources or [])  # may be empty (a tape built by hand): no source lines
+    if k and sources and arrays["guard_site"].max() >= len(sources):
         raise ValueError("tape corrupt: guard_site outside guard_sources")
     return arrays, sources

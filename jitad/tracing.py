@@ -296,14 +296,6 @@ def value_of(x):
     return x.val if isinstance(x, Traced) else x
 
 
-def on_values(func):
-    """A handler for functions whose results carry no derivative (comparisons, predicates,
-    indices): func's plain numpy result on the recorded values."""
-    def impl(*args, **kwargs):
-        return func(*(value_of(a) for a in args), **kwargs)
-    return impl
-
-
 def _not_supported(what):
     raise TypeError(f"jitad: {what} is not supported on traced values (see the README's list "
                     "of supported operations)")
