@@ -97,9 +97,11 @@ class Function:
         return list(self._entries)
 
     # ---------------------------------------------------------------- signature lookup
-    def _record(self, arrays, key):
+    def _record(self, arrays, key, new=False):
+        """The entry of signature key, recorded now at arrays if there is none (or if new: a
+        further branch pattern of the signature)."""
         with self._lock:
-            e = self._entries.get(key)
+            e = None if new else self._entries.get(key)
             if e is not None:
                 return e
             if self.argnums is None:
@@ -137,8 +139,7 @@ class Function:
                     kept.append(e)
                     self._use(key, e)
                     return e
-            self._entries.pop(key, None)  # record anew
-            e = self._record(arrays, key)
+            e = self._record(arrays, key, new=True)
             g = e.tape.failing_guard(x)
             if g >= 0:
                 raise BranchChangedError(
