@@ -32,15 +32,30 @@ class BranchChangedError(RuntimeError):
     """A tape was replayed where a comparison it recorded has the other outcome, so the
     recorded path (and its derivatives) do not describe the function there.
 
-    Attributes: guard (index into the tape's guard arrays), source ("file:line" of the
-    comparison in the user's code, or None), description (the comparison, in words).
+    Attributes: guard (index into the tape's guard arrays), source ("file:line" where the
+    comparison's outcome was used, or None), description (the comparison, in words).
     """
 
-    def __init__(self, message, guard=None, source=None, description=None):
+    def __init__(self, message=None, guard=None, source=None, description=None, tape=None):
         super().__init__(message)
         self.guard = guard
         self.source = source
-        self.description = description
+        self._description = description
+        self._tape = tape  # the message is formatted on demand: jitad.function catches these
+
+    @property
+    def description(self):
+        if self._description is None and self._tape is not None:
+            self._description = describe(self._tape, self.guard)
+        return self._description
+
+    def __repr__(self):
+        return f"BranchChangedError({str(self)!r})"
+
+    def __str__(self):
+        if self.args and self.args[0] is not None:
+            return str(self.args[0])
+        return _message(self._tape, self.guard, self.description, self.source)
 
 
 def _caller():
@@ -140,8 +155,10 @@ def source(tape, g):
 
 def error(tape, g):
     """The BranchChangedError for failing guard g of tape."""
-    what = describe(tape, g)
-    where = source(tape, g)
+    return BranchChangedError(guard=g, source=source(tape, g), tape=tape)
+
+
+def _message(tape, g, what, where):
     msg = (f"branch changed: guard {g} of {tape.guard_code.shape[0]}, {what}, has the other "
            f"outcome at this point, so the tape's recorded path does not apply here")
     if where is not None:
@@ -150,10 +167,9 @@ def error(tape, g):
         text = linecache.getline(fname, int(line)).strip() if line.isdigit() else ""
         if text:
             msg += f": `{text}`"
-    msg += (". Record again at this point (jitad.record), or use jitad.function / the functional "
-            "API, which retrace when a branch changes; branch-free np.where/maximum/minimum/abs/"
-            "clip replay on both sides.")
-    return BranchChangedError(msg, guard=g, source=where, description=what)
+    return msg + (". Record again at this point (jitad.record), or use jitad.function / the "
+                  "functional API, which retrace when a branch changes; branch-free np.where/"
+                  "maximum/minimum/abs/clip replay on both sides.")
 
 
 def validate(tape, guards, sources):
