@@ -147,8 +147,9 @@ class Function:
         x = np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0)
         with self._lock:
             kept = self._branches.get(key, [])
+            failed = self._entries.get(key)  # the caller just saw its guards fail at x
             for e in reversed(kept):
-                if e.tape.guards_hold(x):
+                if e is not failed and e.tape.guards_hold(x):
                     kept.remove(e)
                     kept.append(e)
                     self._use(key, e)
