@@ -297,7 +297,7 @@ def binary_rule(code, a, b, wa, wb):
             daa = da * db
             dbb = daa
             dab = -daa
-    elif k >= oc.CMP_BASE_KIND:  # comparisons: 1.0 or 0.0, derivative 0
+    elif oc.CMP_BASE_KIND <= k < oc.CMP_BASE_KIND + 6:  # comparisons: 1.0 / 0.0, derivative 0
         v = 1.0 if compare(k - oc.CMP_BASE_KIND, a, b) else 0.0
     else:
         v = np.nan
