@@ -9,7 +9,7 @@ import operator
 import numpy as np
 
 from . import opcodes as oc
-from .tracing import HANDLED_UFUNCS, Traced, TracedScalar, make, on_values, operands
+from .tracing import HANDLED_UFUNCS, Traced, TracedScalar, make, operands
 
 def _unary(name, ufunc):
     code = oc.UNARY_CODE[name]
@@ -198,7 +198,4 @@ HANDLED_UFUNCS["float_power"] = HANDLED_UFUNCS["power"]
 HANDLED_UFUNCS["abs"] = HANDLED_UFUNCS["absolute"]
 HANDLED_UFUNCS["round"] = HANDLED_UFUNCS["rint"]
 
-
-for _name in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
-              "isnan", "isfinite", "isinf", "signbit"):
-    HANDLED_UFUNCS[_name] = on_values(getattr(np, _name))
+# comparisons, isnan/isinf/isfinite and logical ufuncs: conditions.py

@@ -5,6 +5,7 @@ import numpy as np
 
 from . import array_functions  # noqa: F401  (registers numpy functions)
 from . import elementwise  # noqa: F401  (registers ufuncs)
+from . import conditions  # noqa: F401  (comparisons, np.where, guarded orders)
 from .recorder import Recorder
 from .tape import Tape
 from .tracing import Traced, TracedArray, TracedScalar
@@ -77,4 +78,5 @@ def record(func, *args):
     return Tape(n_in, rec.code.view(), rec.param.view(), rec.eptr.view(), rec.arg.view(),
                 rec.coef.view(), rec.tptr.view(), rec.ta.view(), rec.tb.view(), slots,
                 input_shapes=[a.shape for a in arrays], output_shapes=shapes,
-                output_is_tuple=is_tuple, x0=x0)
+                output_is_tuple=is_tuple, x0=x0, guards=rec.guards.arrays(),
+                guard_sources=rec.guards.sources)

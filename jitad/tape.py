@@ -10,6 +10,7 @@ import threading
 import numba
 import numpy as np
 
+from . import guard_sweeps, guards
 from . import opcodes as oc
 from . import sweeps, workspace
 from .threads import parallel
@@ -43,7 +44,8 @@ class Tape:
     """
 
     def __init__(self, n_in, code, param, eptr, arg, coef, tptr, ta, tb, out,
-                 input_shapes=None, output_shapes=None, output_is_tuple=False, x0=None):
+                 input_shapes=None, output_shapes=None, output_is_tuple=False, x0=None,
+                 guards=None, guard_sources=None):
         self.n_inputs = int(n_in)
         self.code = np.ascontiguousarray(code, dtype=np.uint8)
         self.param = np.ascontiguousarray(param, dtype=np.float64)
@@ -59,6 +61,7 @@ class Tape:
         self.output_shapes = [(self.n_outputs,)] if output_shapes is None else list(output_shapes)
         self.output_is_tuple = output_is_tuple
         self.x0 = None if x0 is None else np.asarray(x0, dtype=np.float64)
+        self._set_guards(guards, guard_sources)
         self._uid = next(_uids)  # names this tape in the per-thread point cache
 
     def __len__(self):
@@ -72,7 +75,8 @@ class Tape:
     def nbytes(self):
         """Bytes held by the tape's arrays."""
         return sum(a.nbytes for a in (self.code, self.param, self.eptr, self.arg, self.coef,
-                                      self.tptr, self.ta, self.tb, self.out))
+                                      self.tptr, self.ta, self.tb, self.out,
+                                      *(getattr(self, k) for k in guards.GUARD_ARRAYS)))
 
     def op_counts(self):
         """{op name: count} of the recorded operations."""
@@ -127,8 +131,13 @@ class Tape:
         """
         val, d1, d2, _ = self._arrays()
         if not self._at_point(x):
-            sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                           self.n_inputs, x, True, val, d1, d2)
+            if self._guarded:
+                self._check(guard_sweeps.forward(self.code, self.param, self.eptr, self.arg,
+                                                 self.coef, self.tptr, self.n_inputs, x, True,
+                                                 val, d1, d2, *self._guard_pack))
+            else:
+                sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                               self.n_inputs, x, True, val, d1, d2)
             workspace.local().point_key = (self._uid, x.tobytes())
         return val, d1, d2
 
@@ -147,8 +156,13 @@ class Tape:
         if self._at_point(x):
             return sweeps.gather(self._arrays()[0], self.out)
         val = workspace.buffer("fval", (self.n_slots,))
-        sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                       self.n_inputs, x, False, val, val[:0], val[:0])
+        if self._guarded:
+            self._check(guard_sweeps.forward(self.code, self.param, self.eptr, self.arg,
+                                             self.coef, self.tptr, self.n_inputs, x, False, val,
+                                             val[:0], val[:0], *self._guard_pack), False)
+        else:
+            sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                           self.n_inputs, x, False, val, val[:0], val[:0])
         return sweeps.gather(val, self.out)
 
     def _adjoints(self, x, w):
@@ -173,6 +187,12 @@ class Tape:
         if key is not None and key[0] == self._uid and key[1] == xb:
             sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj)
             y = val[self.out[0]]
+        elif self._guarded:
+            y, g = guard_sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
+                                                   self.coef, self.tptr, self.n_inputs, x,
+                                                   self.out, val, d1, d2, adj, *self._guard_pack)
+            self._check(g)
+            ws.point_key = (self._uid, xb)
         else:
             y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg, self.coef,
                                           self.tptr, self.n_inputs, x, self.out, val, d1, d2, adj)
@@ -291,8 +311,10 @@ class Tape:
         n = self.n_inputs
         plan = self.__dict__.get("_iplan") or self._interaction_plan()
         if plan.use:
-            return plan.hessian(self, x, _ONE if w is None and self.n_outputs == 1
-                                else self._weights(w))
+            w = _ONE if w is None and self.n_outputs == 1 else self._weights(w)
+            if self._guarded:
+                self._point(x)  # checks the guards (raises BranchChangedError)
+            return plan.hessian(self, x, w)
         H = self._hvp_rows(x, w, _EMPTY2, True, n)
         if n * n <= SERIAL_WORK:
             H += H.T  # small: numpy's temporary copy is cheap
@@ -325,3 +347,49 @@ class Tape:
     def input_influence(self):
         """Boolean (n,): which inputs any output depends on (from the tape's structure)."""
         return sweeps.influence(self.eptr, self.arg, self.n_inputs, self.out)
+
+    # ---------------------------------------------------------------- guards (guards.py)
+    def _set_guards(self, arrays, sources):
+        """Validate and keep the guard arrays (`guards.GUARD_ARRAYS`, one entry per guard)."""
+        arrays, self.guard_sources = guards.validate(self, arrays, sources)
+        for name, a in arrays.items():
+            setattr(self, name, a)
+        gi = np.empty((self.guard_code.shape[0], 4), dtype=np.int32)
+        gi[:, 0], gi[:, 1], gi[:, 2], gi[:, 3] = (self.guard_code, self.guard_a, self.guard_b,
+                                                  self.guard_out)
+        self._guard_pack = (gi, self.guard_c)
+        self._guarded = gi.shape[0] > 0
+
+    @property
+    def n_guards(self):
+        """Number of recorded guards (comparisons the recorded path relies on)."""
+        return int(self.guard_code.shape[0])
+
+    def _check(self, g, point=True):
+        """Raise BranchChangedError for failing guard g (>= 0); the point arrays now hold a
+        point that failed, so this thread's point cache is dropped first."""
+        if g >= 0:
+            if point:
+                workspace.local().point_key = None
+            raise guards.error(self, g)
+
+    def failing_guard(self, x):
+        """Index of the first guard that fails at x (n,), -1 when all hold (forward values only,
+        no derivatives)."""
+        x = self._x(x)
+        if not self._guarded:
+            return -1
+        val = workspace.buffer("fval", (self.n_slots,))
+        return int(guard_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef,
+                                        self.tptr, self.n_inputs, x, False, val, val[:0],
+                                        val[:0], *self._guard_pack))
+
+    def guards_hold(self, x):
+        """Whether every recorded comparison has its recorded outcome at x (n,): whether the
+        tape's path applies there. Computes values only, no derivatives."""
+        return self.failing_guard(x) < 0
+
+    def describe_guard(self, g):
+        """Guard g in words, with the source line of its comparison when known."""
+        where = guards.source(self, g)
+        return guards.describe(self, g) + ("" if where is None else f" at {where}")

@@ -139,3 +139,16 @@ def test_set_num_threads():
     assert_close(tape.hessian(x), one, rtol=1e-13, atol=1e-13)
     with pytest.raises(ValueError, match="set_num_threads"):
         jitad.set_num_threads(0)
+
+
+def test_guards_checked():
+    def f(x):
+        if x[0] > 0:
+            return np.sum(x[1:] * x[:-1]) + x[0] ** 3
+        return np.sum(np.sin(x))
+    x = np.array([0.5, 1.0, -0.3, 2.0])
+    tape = jitad.record(f, x)
+    assert tape._interaction_plan().use
+    assert_close(tape.hessian(x), hvp_hessian(tape, x), rtol=1e-13, atol=1e-13)
+    with pytest.raises(jitad.BranchChangedError):
+        tape.hessian(-x)
