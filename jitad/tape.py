@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from . import opcodes as oc
-from . import sweeps, workspace
+from . import sweeps, tape_io, workspace
 
 # Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
 # the per-op cost of a sweep over more directions; 32 was best or near-best on Rosenbrock,
@@ -24,13 +24,6 @@ SERIAL_WORK = 200_000
 _uids = itertools.count()
 _ONE = np.ones(1)
 _EMPTY2 = np.zeros((0, 0))
-
-
-def _index_array(a, what):
-    a = np.asarray(a)
-    if a.size and (a.max() > np.iinfo(INDEX).max or a.min() < 0):
-        raise ValueError(f"tape too large or corrupt: {what} outside the int32 index range")
-    return np.ascontiguousarray(a, dtype=INDEX)
 
 
 _parallel_lock = threading.Lock()
@@ -59,22 +52,23 @@ class Tape:
 
     def __init__(self, n_in, code, param, eptr, arg, coef, tptr, ta, tb, out,
                  input_shapes=None, output_shapes=None, output_is_tuple=False, x0=None):
-        self.n_inputs = int(n_in)
-        self.code = np.ascontiguousarray(code, dtype=np.uint8)
-        self.param = np.ascontiguousarray(param, dtype=np.float64)
-        self.eptr = _index_array(eptr, "edge offsets")
-        self.arg = _index_array(arg, "operand slots")
-        self.coef = np.ascontiguousarray(coef, dtype=np.float64)
-        self.tptr = _index_array(tptr, "term offsets")
-        self.ta = _index_array(ta, "term edges")
-        self.tb = _index_array(tb, "term edges")
-        self.out = _index_array(out, "output slots")
+        # every invariant the sweeps rely on, checked once here (tape_io.validate: one table)
+        self.n_inputs, arrays, self.input_shapes, self.output_shapes, self.x0 = tape_io.validate(
+            n_in, dict(code=code, param=param, eptr=eptr, arg=arg, coef=coef, tptr=tptr, ta=ta,
+                       tb=tb, out=out), input_shapes, output_shapes, x0)
+        self.__dict__.update(arrays)
         self.n_outputs = int(self.out.shape[0])
-        self.input_shapes = [(self.n_inputs,)] if input_shapes is None else list(input_shapes)
-        self.output_shapes = [(self.n_outputs,)] if output_shapes is None else list(output_shapes)
         self.output_is_tuple = output_is_tuple
-        self.x0 = None if x0 is None else np.asarray(x0, dtype=np.float64)
         self._uid = next(_uids)  # names this tape in the per-thread point cache
+
+    def save(self, file):
+        """Write the tape to `file` (path or binary file object): an uncompressed .npz with a
+        format version; `jitad.load_tape(file)` reads it back, validated."""
+        tape_io.save(self, file)
+
+    def __reduce__(self):
+        # pickling goes through the same validation as files (tape_io.tape_from_state)
+        return tape_io.tape_from_state, (tape_io.tape_state(self),)
 
     def __len__(self):
         return int(self.code.shape[0])
