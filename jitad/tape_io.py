@@ -231,6 +231,9 @@ def tape_from_state(state):
     if state.get("format_version") != FORMAT_VERSION:
         _fail(f"format version {state.get('format_version')!r}, this jitad reads "
               f"{FORMAT_VERSION}")
+    keys = {"n_inputs", "input_shapes", "output_shapes", "output_is_tuple", "x0"}
+    if not keys <= set(state) or set(state["arrays"]) != set(ARRAY_NAMES):
+        _fail(f"pickled state must hold {sorted(keys)} and the arrays {list(ARRAY_NAMES)}")
     return Tape(state["n_inputs"], **state["arrays"], input_shapes=state["input_shapes"],
                 output_shapes=state["output_shapes"],
                 output_is_tuple=bool(state["output_is_tuple"]), x0=state["x0"])
