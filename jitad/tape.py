@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from . import opcodes as oc
-from . import sweeps, tape_io, workspace
+from . import limits, sweeps, tape_io, workspace
 
 # Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
 # the per-op cost of a sweep over more directions; 32 was best or near-best on Rosenbrock,
@@ -256,6 +256,7 @@ class Tape:
         x = self._x(x)
         _, d1, _ = self._point(x)
         n, m = self.n_inputs, self.n_outputs
+        limits.check_dense(m, n, "Jacobian")
         J = np.empty((m, n))
         if n <= m:
             block_work = self._block_work(n, None, "dot", "act")
@@ -273,8 +274,9 @@ class Tape:
 
     def _hvp_rows(self, x, w, V, unit, k):
         """(k, n) rows (H_w @ V).T, V (n, k) (unit: V is the identity, k = n)."""
-        _, d1, d2, adj = self._adjoints(x, self._weights(w))
         n = self.n_inputs
+        limits.check_dense(k, n, "Hessian" if unit else "Hessian-vector product (H @ V).T")
+        _, d1, d2, adj = self._adjoints(x, self._weights(w))
         out = np.empty((k, n))
         self._run_blocks(k, sweeps.hvp_chunk, sweeps.hvp_columns,
                          (self.eptr, self.arg, d1, d2, self._transposed(), n, adj, V, unit, out),
@@ -300,8 +302,9 @@ class Tape:
         n = self.n_inputs
         H = self._hvp_rows(x, w, _EMPTY2, True, n)
         if n * n <= SERIAL_WORK:
-            H += H.T  # small: numpy's temporary copy is cheap
-            H *= 0.5
+            with np.errstate(invalid="ignore"):  # inf + -inf is nan, as in the sweeps: no warning
+                H += H.T  # small: numpy's temporary copy is cheap
+                H *= 0.5
         else:
             parallel(sweeps.symmetrize, H, 64)  # in place: no 8n^2-byte temporary to fault in
         return H
