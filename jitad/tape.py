@@ -48,6 +48,10 @@ class Tape:
 
     Attributes: n_inputs, n_outputs, input_shapes, output_shapes, output_is_tuple, x0 (the
     recording point). len(tape) is the number of recorded operations.
+
+    `Tape(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, ...)` validates its arrays
+    (`tape_io.validate`) and may keep the caller's arrays without copying: do not modify them
+    afterwards (the sweeps rely on the invariants checked here).
     """
 
     def __init__(self, n_in, code, param, eptr, arg, coef, tptr, ta, tb, out,
@@ -80,8 +84,7 @@ class Tape:
     @property
     def nbytes(self):
         """Bytes held by the tape's arrays."""
-        return sum(a.nbytes for a in (self.code, self.param, self.eptr, self.arg, self.coef,
-                                      self.tptr, self.ta, self.tb, self.out))
+        return sum(getattr(self, name).nbytes for name in tape_io.ARRAY_NAMES)
 
     def op_counts(self):
         """{op name: count} of the recorded operations."""

@@ -56,9 +56,9 @@ def run_threads(work):
 def check_calls(calls, points, seed, rare=()):
     """calls: {name: fn(x) -> array}. Reference single-threaded, then 8 threads x CALLS random
     (name, point) calls, each compared exactly with the reference. Names in `rare` (the
-    expensive dense Hessians) are drawn 4x less often than the others."""
+    expensive dense Hessians) are drawn 8x less often than the others."""
     ref = {(name, i): np.array(fn(x)) for name, fn in calls.items() for i, x in enumerate(points)}
-    names = [name for name in calls for _ in range(1 if name in rare else 4)]
+    names = [name for name in calls for _ in range(1 if name in rare else 8)]
     done = [0] * N_THREADS
 
     def work(k):
