@@ -18,7 +18,7 @@ from . import limits, sweeps, tape_io, workspace
 # logistic regression and Lennard-Jones (perf/README.md). Narrower when n is small or to give
 # every thread the same number of blocks.
 BLOCK = 32
-INDEX = np.int32  # every index array (slots, edges, terms): 4 bytes each
+INDEX = tape_io.INDEX  # every index array (slots, edges, terms): 4 bytes each
 # Below this many slot-directions a block run stays in the calling thread (see _run_blocks).
 SERIAL_WORK = 200_000
 _uids = itertools.count()

@@ -90,7 +90,8 @@ def main():
     print(f"| baseline (imports, sweeps loaded) | | {base:.0f} MB |")
     print(f"| record | {t_rec:.2f} s | {rss_rec:.0f} MB |")
     print(f"| forward | {t_fwd * 1e3:.0f} ms | |")
-    print(f"| gradient (forward with partials + reverse) | {t_grad * 1e3:.0f} ms | {rss_sweep:.0f} MB |")
+    print(f"| gradient (forward with partials + reverse) | {t_grad * 1e3:.0f} ms "
+          f"| {rss_sweep:.0f} MB |")
     print(f"| save ({size / 1e6:.0f} MB file) | {t_save:.2f} s | |")
     print(f"| load (validated) | {t_load:.2f} s | {rss_end:.0f} MB |\n")
     print(f"tape arrays: {tape.nbytes / ops:.1f} bytes/op ({tape.nbytes / 1e6:.0f} MB); "

@@ -94,7 +94,8 @@ def test_one_tape_from_many_threads():
         "hvp": lambda x: tb.hvp(x, np.cos(x)), "hvp3": lambda x: tb.hvp(x, V3),
         "hessian": tb.hessian,
         "jvp": lambda x: tb.jvp(x, V3)[1], "vjp": lambda x: tb.vjp(x, np.ones(1))[1],
-        "small_hessian": lambda x: ts.hessian(x[:7]), "small_gradient": lambda x: ts.gradient(x[:7]),
+        "small_hessian": lambda x: ts.hessian(x[:7]),
+        "small_gradient": lambda x: ts.gradient(x[:7]),
         "vec_jacobian": lambda x: tv.jacobian(x[:5]), "vec_hessian": lambda x: tv.hessian(x[:5], w),
         "vec_forward": lambda x: tv.forward(x[:5]),
     }
