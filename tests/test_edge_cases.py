@@ -167,6 +167,8 @@ def test_dense_limit_applies_to_every_dense_result(monkeypatch):
         jitad.function(f).hessian(x)
     with pytest.raises(MemoryError, match="Hessian"):
         jitad.function(lambda a, b: f(a) * b, argnums=0).hessian(x, 2.0)
+    with pytest.raises(MemoryError, match="batched Hessian"):
+        jitad.hessian(lambda X: np.sum(X ** 3, axis=1), np.ones((4, 6)), batch_axis=0)
     with pytest.raises(MemoryError, match="Hessian-vector"):
         tape.hvp(x, np.ones((11, 11)))
     with pytest.raises(MemoryError, match="Jacobian"):
