@@ -1,5 +1,6 @@
 """Saved and pickled tapes: round trips, and every corruption rejected with ValueError before a
 compiled sweep sees it (named cases here, random ones in the fuzz subprocess)."""
+import copy
 import io
 import os
 import pickle
@@ -54,7 +55,7 @@ def roundtrips(tape, tmp_path):
     tape.save(buf)
     buf.seek(0)
     return [jitad.load_tape(path), jitad.load_tape(str(path)), jitad.load_tape(buf),
-            pickle.loads(pickle.dumps(tape))]
+            pickle.loads(pickle.dumps(tape)), copy.deepcopy(tape)]
 
 
 def test_roundtrip_vector_output(tapes, tmp_path):
