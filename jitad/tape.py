@@ -12,6 +12,8 @@ import numpy as np
 
 from . import opcodes as oc
 from . import limits, sweeps, tape_io, workspace
+from .threads import parallel
+from .interaction import InteractionPlan
 
 # Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
 # the per-op cost of a sweep over more directions; 32 was best or near-best on Rosenbrock,
@@ -24,23 +26,6 @@ SERIAL_WORK = 200_000
 _uids = itertools.count()
 _ONE = np.ones(1)
 _EMPTY2 = np.zeros((0, 0))
-
-
-_parallel_lock = threading.Lock()
-_layer = None  # numba's threading layer, known after the first parallel call
-
-
-def parallel(kernel, *args):
-    """Call a prange kernel. Numba's 'workqueue' threading layer (used when neither OpenMP nor
-    TBB is available) aborts the process on concurrent parallel calls, so calls are serialised
-    under it; with 'omp' or 'tbb' threads run their parallel kernels concurrently."""
-    global _layer
-    if _layer is None or _layer == "workqueue":
-        with _parallel_lock:
-            kernel(*args)
-            _layer = numba.threading_layer()
-    else:
-        kernel(*args)
 
 
 class Tape:
@@ -303,6 +288,11 @@ class Tape:
         """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output)."""
         x = self._x(x)
         n = self.n_inputs
+        limits.check_dense(n, n, "Hessian")
+        plan = self.__dict__.get("_iplan") or self._interaction_plan()
+        if plan.use:
+            return plan.hessian(self, x, _ONE if w is None and self.n_outputs == 1
+                                else self._weights(w))
         H = self._hvp_rows(x, w, _EMPTY2, True, n)
         if n * n <= SERIAL_WORK:
             with np.errstate(invalid="ignore"):  # inf + -inf is nan, as in the sweeps: no warning
@@ -311,6 +301,13 @@ class Tape:
         else:
             parallel(sweeps.symmetrize, H, 64)  # in place: no 8n^2-byte temporary to fault in
         return H
+
+    def _interaction_plan(self):
+        """Row patterns for the interaction Hessian (`interaction.py`), built on first use."""
+        plan = self.__dict__.get("_iplan")
+        if plan is None:
+            plan = self._iplan = InteractionPlan(self)
+        return plan
 
     def _transposed(self):
         """The tape read backwards, for the pulling second-order sweep (`sweeps.hvp`), built on
