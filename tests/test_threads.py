@@ -16,8 +16,9 @@ C = np.linspace(0.5, 2.0, 24)
 
 
 def big(x):
-    """n = 64 and ~3000 ops: dense Hessians here run the prange path (n * n_slots is above
-    tape.SERIAL_WORK), so concurrent parallel regions are exercised too."""
+    """n = 64 and ~3600 ops: 64 HVP directions here run the prange path (n * n_slots is above
+    tape.SERIAL_WORK), so concurrent parallel regions are exercised too; dense Hessians take
+    the interaction path (`interaction.py`)."""
     s = 0.0
     for c in C[:12]:
         s = s + np.sin(c * x) * x
@@ -56,9 +57,9 @@ def run_threads(work):
 def check_calls(calls, points, seed, rare=()):
     """calls: {name: fn(x) -> array}. Reference single-threaded, then 8 threads x CALLS random
     (name, point) calls, each compared exactly with the reference. Names in `rare` (the
-    expensive dense Hessians) are drawn 8x less often than the others."""
+    expensive dense Hessians and 64-direction HVPs) are drawn 16x less often than the others."""
     ref = {(name, i): np.array(fn(x)) for name, fn in calls.items() for i, x in enumerate(points)}
-    names = [name for name in calls for _ in range(1 if name in rare else 8)]
+    names = [name for name in calls for _ in range(1 if name in rare else 16)]
     done = [0] * N_THREADS
 
     def work(k):
@@ -86,20 +87,21 @@ def test_one_tape_from_many_threads():
     ts = jitad.record(small, np.ones(7))
     tv = jitad.record(vector, np.ones(5))
     V3 = np.linspace(-1, 1, 64 * 3).reshape(64, 3)
+    I64 = np.eye(64)
     w = np.array([0.3, -1.0, 2.0])
     calls = {
         "forward": tb.forward, "gradient": tb.gradient,
         "value_and_gradient": lambda x: np.array([*tb.value_and_gradient(x)[1],
                                                   tb.value_and_gradient(x)[0]]),
         "hvp": lambda x: tb.hvp(x, np.cos(x)), "hvp3": lambda x: tb.hvp(x, V3),
-        "hessian": tb.hessian,
+        "hessian": tb.hessian, "hvp64": lambda x: tb.hvp(x, I64),
         "jvp": lambda x: tb.jvp(x, V3)[1], "vjp": lambda x: tb.vjp(x, np.ones(1))[1],
         "small_hessian": lambda x: ts.hessian(x[:7]),
         "small_gradient": lambda x: ts.gradient(x[:7]),
         "vec_jacobian": lambda x: tv.jacobian(x[:5]), "vec_hessian": lambda x: tv.hessian(x[:5], w),
         "vec_forward": lambda x: tv.forward(x[:5]),
     }
-    check_calls(calls, points(64), seed=100, rare=("hessian",))
+    check_calls(calls, points(64), seed=100, rare=("hessian", "hvp64"))
 
 
 def test_one_function_from_many_threads():
