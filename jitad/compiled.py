@@ -22,6 +22,7 @@ import threading
 
 import numpy as np
 
+from . import limits
 from .functional import Layout, _shaped, normalize_argnums
 from .guards import BranchChangedError
 from .record import as_float_array, record
@@ -258,10 +259,12 @@ class Function:
         if lay.sel_all:
             H = e.tape.hessian(x)
         else:  # rows of the differentiated inputs only
+            limits.check_dense(lay.n, lay.n_sel, "Hessian")
             V = np.zeros((lay.n, lay.n_sel))
             V[lay.sel_idx, np.arange(lay.n_sel)] = 1.0
             H = e.tape.hvp(x, V)[lay.sel_idx]
-            H = 0.5 * (H + H.T)
+            with np.errstate(invalid="ignore"):  # inf + -inf: nan without a warning
+                H = 0.5 * (H + H.T)
         return lay.hessian(H)
 
     @_retracing(keywords=True)

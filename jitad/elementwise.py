@@ -144,7 +144,13 @@ def _lin_multiply(mode, c):
 
 
 def _lin_divide(mode, c):
-    return ((1.0 / c,), 0.0) if mode == oc.VC else None
+    if mode != oc.VC:
+        return None
+    if type(c) is float and c != 0.0:  # the Python-loop fast path
+        return (1.0 / c,), 0.0
+    # x / 0 is x * inf, as numpy's (nan at x = 0); numpy already warned for the value itself
+    with np.errstate(divide="ignore"):
+        return (np.divide(1.0, c),), 0.0
 
 
 def _negative(x):

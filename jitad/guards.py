@@ -26,6 +26,7 @@ from .recorder import _Buf
 
 _PKG = os.path.dirname(os.path.abspath(__file__)) + os.sep
 GUARD_ARRAYS = ("guard_code", "guard_a", "guard_b", "guard_c", "guard_out", "guard_site")
+GUARD_DTYPES = (np.uint8, np.int32, np.int32, np.float64, np.uint8, np.int32)
 
 
 class BranchChangedError(RuntimeError):
@@ -172,36 +173,34 @@ def _message(tape, g, what, where):
                   "maximum/minimum/abs/clip replay on both sides.")
 
 
-def validate(tape, guards, sources):
-    """Checked, contiguous guard arrays for a Tape (set as its attributes)."""
-    n_slots = tape.n_inputs + tape.code.shape[0]
-    guards = {} if guards is None else dict(guards)
-    unknown = set(guards) - set(GUARD_ARRAYS)
-    if unknown:
-        raise ValueError(f"unknown guard arrays {sorted(unknown)}; expected {GUARD_ARRAYS}")
-    dtypes = (np.uint8, np.int32, np.int32, np.float64, np.uint8, np.int32)
-    arrays = {}
-    for name, dt in zip(GUARD_ARRAYS, dtypes):
-        a = np.asarray(guards.get(name, np.empty(0)))
-        if a.ndim != 1:
-            raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-        if a.size and dt is not np.float64 and (a.min() < (-1 if name == "guard_b" else 0)
-                                                or a.max() > np.iinfo(np.int32).max):
-            raise ValueError(f"tape corrupt: {name} outside its index range")
-        arrays[name] = np.ascontiguousarray(a, dtype=dt)
-    k = arrays["guard_code"].shape[0]
-    for name, a in arrays.items():
-        if a.shape[0] != k:
-            raise ValueError(f"guard arrays differ in length: {name} has {a.shape[0]}, "
-                             f"guard_code {k}")
-    if k:
-        if arrays["guard_code"].max() >= len(oc.CMP_NAMES):
-            raise ValueError("tape corrupt: guard_code holds an unknown comparison kind")
-        if arrays["guard_a"].max() >= n_slots or arrays["guard_b"].max() >= n_slots:
-            raise ValueError(f"tape corrupt: a guard operand slot is >= n_slots ({n_slots})")
-        if arrays["guard_out"].max() > 1:
-            raise ValueError("tape corrupt: guard_out must hold 0 or 1")
-    sources = list(sources or [])  # may be empty (a tape built by hand): no source lines
-    if k and sources and arrays["guard_site"].max() >= len(sources):
-        raise ValueError("tape corrupt: guard_site outside guard_sources")
-    return arrays, sources
+def empty_arrays():
+    """The guard arrays of a tape without guards."""
+    return {name: np.empty(0, dtype=dt) for name, dt in zip(GUARD_ARRAYS, GUARD_DTYPES)}
+
+
+def check_arrays(t, s):
+    """Cross-array checks of the guard arrays (a `tape_io` cross check; t: validated arrays,
+    s: sizes): kinds known, operand slots in range, outcomes 0/1, sites non-negative."""
+    if not s["n_guards"]:
+        return
+    bad = None
+    if t["guard_code"].max() >= len(oc.CMP_NAMES):
+        bad = "guard_code holds an unknown comparison kind"
+    elif t["guard_a"].min() < 0 or t["guard_a"].max() >= s["n_slots"]:
+        bad = f"a guard_a operand slot is outside [0, n_slots = {s['n_slots']})"
+    elif t["guard_b"].min() < -1 or t["guard_b"].max() >= s["n_slots"]:
+        bad = f"a guard_b operand slot is outside its range [-1, n_slots = {s['n_slots']})"
+    elif t["guard_out"].max() > 1:
+        bad = "guard_out must hold 0 or 1"
+    elif t["guard_site"].min() < 0:
+        bad = "guard_site is negative"
+    if bad:
+        raise ValueError(f"invalid tape: {bad}")
+
+
+def check_sources(site, sources):
+    """The "file:line" list of a tape's guard sites (may be empty: no source lines)."""
+    sources = [str(x) for x in (sources or [])]
+    if site.size and sources and site.max() >= len(sources):
+        raise ValueError("invalid tape: guard_site outside guard_sources")
+    return sources

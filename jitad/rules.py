@@ -228,7 +228,7 @@ def binary_rule(code, a, b, wa, wb):
                 else:
                     da = b * a ** (b - 1.0)
                     daa = b * (b - 1.0) * a ** (b - 2.0)
-        if wb:
+        if wb and not (a == 0.0 and b >= 0.0):  # torch: d/db 0**b = 0 there (not 0 * log 0)
             la = np.log(a)
             db = v * la
             dbb = db * la
