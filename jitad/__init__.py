@@ -12,6 +12,7 @@ from .array_functions import stack  # noqa: E402
 from .compiled import Function, function  # noqa: E402
 from .functional import grad, hessian, hvp, jacobian, jvp, value_and_grad, vhp, vjp  # noqa: E402
 from .lazy import LazyHessian  # noqa: E402
+from .nested import polygamma  # noqa: E402
 from .record import record  # noqa: E402
 from .tape import Tape  # noqa: E402
 from .tracing import Traced  # noqa: E402
@@ -20,4 +21,4 @@ __version__ = "0.1.0"
 
 __all__ = ["record", "Tape", "Traced", "stack", "__version__",
            "jvp", "vjp", "jacobian", "hessian", "hvp", "vhp", "grad", "value_and_grad",
-           "LazyHessian", "function", "Function"]
+           "LazyHessian", "function", "Function", "polygamma"]

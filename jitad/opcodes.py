@@ -50,6 +50,7 @@ BINARY = [
     ("fmax", ()),
     ("fmin", ()),
     ("logaddexp", _FULL),
+    ("polygamma", ((1, 1),)),  # polygamma(n, x): recorded in mode CV only (n a constant)
 ]
 BINARY_KIND = {name: k for k, (name, _) in enumerate(BINARY)}
 N_CODES = BINARY_BASE + 3 * len(BINARY)
