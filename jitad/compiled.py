@@ -22,6 +22,7 @@ import numpy as np
 
 from .functional import Layout, _shaped, normalize_argnums
 from .record import as_float_array, record
+from .tracing import Traced
 
 __all__ = ["function", "Function"]
 
@@ -118,6 +119,8 @@ class Function:
 
     # ---------------------------------------------------------------- evaluation
     def __call__(self, *args):
+        if _traced(args):
+            return self._nested("__call__", args)
         e, x = self._lookup(args)
         y = e.tape.forward(x)
         if e.scalar0:
@@ -134,12 +137,16 @@ class Function:
                     if a.ndim == 1:
                         return e.tape.gradient(a)
                     return e.tape.gradient(a.reshape(-1)).reshape(a.shape)
+        if _traced(args):
+            return self._nested("grad", args)
         e, x = self._lookup(args)
         e.lay.require_scalar_output("grad")
         return e.lay.inputs(e.tape.gradient(x))
 
     def value_and_grad(self, *args):
         """(value, gradient) of a single-element output."""
+        if _traced(args):
+            return self._nested("value_and_grad", args)
         e, x = self._lookup(args)
         e.lay.require_scalar_output("value_and_grad")
         val, g = e.tape.value_and_gradient(x)
@@ -147,6 +154,8 @@ class Function:
 
     def jacobian(self, *args):
         """Jacobian blocks as `jitad.jacobian` returns them."""
+        if _traced(args):
+            return self._nested("jacobian", args)
         e, x = self._lookup(args)
         lay, tape = e.lay, e.tape
         if lay.sel_all or lay.n_sel > lay.m:
@@ -166,6 +175,8 @@ class Function:
                 e = self._fast.get(a.shape)
                 if e is not None and e.fast:
                     return e.tape.hessian(a)
+        if _traced(args):
+            return self._nested("hessian", args)
         e, x = self._lookup(args)
         lay = e.lay
         lay.require_scalar_output("hessian")
@@ -180,6 +191,8 @@ class Function:
 
     def hvp(self, *args, v=None):
         """(value, H @ v); v has the structure of the differentiated argument(s)."""
+        if _traced(args + (v,)):
+            return self._nested("hvp", args, v)
         e, x = self._lookup(args)
         lay = e.lay
         lay.require_scalar_output("hvp")
@@ -192,6 +205,8 @@ class Function:
             e = self._fast.get(x.shape)
             if e is not None and e.fast:
                 return e.tape.hvp(x, p)
+        if _traced((x, p) + args):
+            return self._nested("hessp", (x,) + args, p)
         e, xf = self._lookup((x,) + args)
         lay = e.lay
         lay.require_scalar_output("hessp")
@@ -208,6 +223,8 @@ class Function:
 
     def jvp(self, *args, v=None):
         """(value, J @ v); v has the structure of the differentiated argument(s)."""
+        if _traced(args + (v,)):
+            return self._nested("jvp", args, v)
         e, x = self._lookup(args)
         lay = e.lay
         y, Jv = e.tape.jvp(x, lay.input_direction(v))
@@ -215,10 +232,27 @@ class Function:
 
     def vjp(self, *args, w=None):
         """(value, w @ J); w has the structure of the output."""
+        if _traced(args + (w,)):
+            return self._nested("vjp", args, w)
         e, x = self._lookup(args)
         lay = e.lay
         y, wJ = e.tape.vjp(x, lay.output_weights(w, "w"))
         return lay.outputs(y), lay.inputs(wJ)
+
+    def _nested(self, what, args, v=None):
+        """A method called on traced arguments (inside a recording): the derivative is recorded
+        on the enclosing tape, so it can be differentiated again (`jitad.nested_functional`)."""
+        from .nested_functional import function_method
+        return function_method(self, what, args, v)
+
+
+def _traced(args):
+    """Whether any argument is a traced value (or a tuple of them)."""
+    for a in args:
+        if isinstance(a, Traced) or (isinstance(a, tuple) and any(isinstance(e, Traced)
+                                                                  for e in a)):
+            return True
+    return False
 
 
 def function(func=None, *, argnums=None):

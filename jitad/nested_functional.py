@@ -9,7 +9,7 @@ give (the same `Layout`), so they can be differentiated again.
 import numpy as np
 
 from . import nested
-from .functional import Layout
+from .functional import Layout, normalize_argnums
 from .record import output_slots
 from .recorder import current
 from .tracing import Traced
@@ -183,3 +183,45 @@ def grad_call(rec, func, sel, in_tuple, args, kwargs, what):
     g_s, g_c = t.gradient()
     val = nested.as_traced(rec, t.ys, np.zeros(1), ())
     return val, t.structure(t.lay.inputs, g_s, g_c)
+
+
+def function_method(fn, what, args, v=None):
+    """A `jitad.Function` method on traced arguments: fn.func recorded inline on the enclosing
+    recorder, the derivative recorded after it (structured as the replayed method's result)."""
+    rec = nested.nested_recorder(*args, v)
+    if what == "__call__":
+        return fn.func(*args)
+    if what == "hessp":  # hessp(x, p, *args): with respect to argument 0
+        t = Inline(rec, fn.func, list(args), False, [0])
+    else:
+        if fn.argnums is None:
+            sel, in_tuple = list(range(len(args))), len(args) > 1
+        else:
+            sel, in_tuple = normalize_argnums(fn.argnums, len(args))
+            if len(set(sel)) != len(sel):
+                raise ValueError(f"argnums {fn.argnums!r} names an argument twice")
+        t = Inline(rec, fn.func, list(args), in_tuple, sel)
+    if what == "jacobian":
+        J_s, J_c = t.jacobian_of(t.ys, np.zeros(t.m))
+        return t.structure(t.lay.jacobian, J_s, J_c)
+    if what == "jvp":
+        V_s, V_c = t.refs(v, t.lay.in_shapes, t.lay.in_tuple, "v", "input")
+        Jv_s, Jv_c = t.forward(V_s, V_c, t.ys)
+        return t.outputs(), t.structure(t.lay.outputs, Jv_s[:, 0], Jv_c[:, 0])
+    if what == "vjp":
+        W_s, W_c = t.refs(v, t.lay.out_shapes, t.lay.out_tuple, "w", "output")
+        g_s, g_c = t.reverse(t.ys, W_s, W_c)
+        return t.outputs(), t.structure(t.lay.inputs, g_s[:, 0], g_c[:, 0])
+    t.lay.require_scalar_output(what)
+    g_s, g_c = t.gradient()
+    if what == "grad":
+        return t.structure(t.lay.inputs, g_s, g_c)
+    if what == "value_and_grad":
+        return nested.as_traced(rec, t.ys, np.zeros(1), ()), t.structure(t.lay.inputs, g_s, g_c)
+    if what == "hessian":
+        H_s, H_c = t.jacobian_of(g_s, g_c)
+        return t.structure(t.lay.hessian, H_s, H_c)
+    V_s, V_c = t.refs(v, t.lay.in_shapes, t.lay.in_tuple, "v" if what == "hvp" else "p", "input")
+    Hv_s, Hv_c = t.forward(V_s, V_c, g_s)
+    Hv = t.structure(t.lay.inputs, Hv_s[:, 0], Hv_c[:, 0])
+    return Hv if what == "hessp" else (t.outputs(), Hv)
