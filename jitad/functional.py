@@ -334,8 +334,10 @@ def _grad_call(func, argnums, args, kwargs, what):
     sel, is_tuple = normalize_argnums(argnums, len(args))
     if len(set(sel)) != len(sel):
         raise ValueError(f"argnums {argnums!r} names an argument twice")
-    rec = _nested_recorder([args[j] for j in sel], False)
-    if rec is not None:  # traced arguments: the gradient is recorded (derivatives of it work)
+    # inside a recording (traced arguments, or a function closing over traced values) the
+    # gradient is recorded on the enclosing tape, as jax.grad composes inside a trace
+    rec = _nested_recorder(list(args) + list(kwargs.values()), True)
+    if rec is not None:
         return _nested().grad_call(rec, func, sel, is_tuple, args, kwargs, what)
     arrays = [as_float_array(args[j], f"argument {j}") for j in sel]
 
