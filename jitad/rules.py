@@ -432,7 +432,9 @@ def binary_partials(code, a, b, v, wa, wb, second):
         da = 0.5 * (1.0 + s)
         db = 0.5 * (1.0 - s)
     elif k == 9:  # logaddexp: da = exp(a - v) = expit(a - b)
-        da = 1.0 / (1.0 + np.exp(b - a))
+        t = b - a
+        t = np.fmax(t, 0.0) + np.fmin(t, 0.0)  # t, or 0 where a = b = +-inf made it NaN
+        da = 1.0 / (1.0 + np.exp(t))
         db = 1.0 - da
         if second:
             daa = da * db
