@@ -26,16 +26,12 @@ the tape for the outer one.
 import types
 
 import numpy as np
-from numba import njit
-
 from . import opcodes as oc
 from . import rules, sweeps
+from .nested_kernels import polygamma_values, reach, support
 from .recorder import current
 from .tape import _index_array
 from .tracing import Traced, TracedArray, TracedScalar, make, operands
-
-_jit = njit(cache=True, error_model="numpy", nogil=True)
-
 
 # --------------------------------------------------------------------------- traced rules
 def record_polygamma(n, x):
@@ -46,20 +42,12 @@ def record_polygamma(n, x):
         raise ValueError("polygamma: n must be a non-negative integer")
     rec = x.rec
     code = oc.binary_code("polygamma", oc.CV)
-    val = _polygamma_values(np.ascontiguousarray(n).ravel(),
+    val = polygamma_values(np.ascontiguousarray(n).ravel(),
                             np.asarray(x.val, dtype=np.float64).ravel())
     if isinstance(x, TracedScalar):
         return TracedScalar(rec, rec.append1(code, x.idx, -1, float(n)), float(val[0]))
     slots = rec.append(code, np.asarray(x.idx).reshape(-1, 1), param=n.ravel())
     return make(rec, slots.reshape(shape), val.reshape(shape))
-
-
-@_jit
-def _polygamma_values(n, x):
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        out[i] = rules.polygamma(n[i], x[i])
-    return out
 
 
 def polygamma(n, x):
@@ -71,7 +59,7 @@ def polygamma(n, x):
     if isinstance(n, Traced):
         raise TypeError("polygamma: the order n cannot be a traced value")
     n, x = np.broadcast_arrays(np.asarray(n, dtype=np.float64), np.asarray(x, dtype=np.float64))
-    out = _polygamma_values(np.ascontiguousarray(n).ravel(), np.ascontiguousarray(x).ravel())
+    out = polygamma_values(np.ascontiguousarray(n).ravel(), np.ascontiguousarray(x).ravel())
     return out.reshape(x.shape) if x.ndim else out[0]
 
 
@@ -230,28 +218,6 @@ def edge_partials(rec, ops, val):
 
 
 # --------------------------------------------------------------------------- propagation
-@_jit
-def _reach(eptr, argrel, seed, forward):
-    """Local slots reached from the seeds: forward (depends on a seed) or backward (reaches a
-    seed through consumers). eptr (n+1,) local edge offsets, argrel local operand or -1."""
-    n = seed.shape[0]
-    on = seed.copy()
-    if forward:
-        for i in range(n):
-            if not on[i]:
-                for e in range(eptr[i], eptr[i + 1]):
-                    if argrel[e] >= 0 and on[argrel[e]]:
-                        on[i] = True
-                        break
-    else:
-        for i in range(n - 1, -1, -1):
-            if on[i]:
-                for e in range(eptr[i], eptr[i + 1]):
-                    if argrel[e] >= 0:
-                        on[argrel[e]] = True
-    return on
-
-
 def propagate(rec, lo, src, seed_s, seed_c, dst, reverse):
     """Record one tangent (forward) or adjoint (reverse) sweep over the slots [lo, rec.n_slots).
 
@@ -280,9 +246,9 @@ def propagate(rec, lo, src, seed_s, seed_c, dst, reverse):
     dst_in = (dst >= lo) & (dst < hi)
     end[dst[dst_in] - lo] = True
     if reverse:
-        need = _reach(eptr, argrel, seeded, False) & _reach(eptr, argrel, end, True)
+        need = reach(eptr, argrel, seeded, False) & reach(eptr, argrel, end, True)
     else:
-        need = _reach(eptr, argrel, seeded, True) & _reach(eptr, argrel, end, False)
+        need = reach(eptr, argrel, seeded, True) & reach(eptr, argrel, end, False)
     cons = np.repeat(np.arange(L), np.diff(eptr))  # local consumer of each edge
     keep = (argrel >= 0)
     keep[keep] = need[argrel[keep]]
@@ -298,100 +264,86 @@ def propagate(rec, lo, src, seed_s, seed_c, dst, reverse):
         tgt, srcl = argrel[kept], cons[kept]
     else:
         tgt, srcl = cons[kept], argrel[kept]
-    # per-target seeds (L, k)
-    s_seed = np.full((L, k), -1, np.int64)
+    # per-slot seeds (L, k): constants summed, traced seeds as (slot, direction, seed slot)
     c_seed = np.zeros((L, k))
     loc = src - lo
-    np.add.at(c_seed, loc, np.where(seed_s >= 0, 0.0, seed_c))
     traced_seed = seed_s >= 0
-    # targets that are ops: incoming edges or traced seeds
-    has_in = np.zeros(L, bool)
-    has_in[tgt] = True
-    has_traced_seed = np.zeros(L, bool)
-    has_traced_seed[loc[traced_seed.any(axis=1)]] = True
-    is_op = need & (has_in | has_traced_seed)
-    order = np.nonzero(is_op)[0]
+    np.add.at(c_seed, loc, np.where(traced_seed, 0.0, seed_c))
+    ts_loc, ts_j = np.nonzero(traced_seed)
+    ts_tgt_l, ts_slot = loc[ts_loc], seed_s[ts_loc, ts_j]
+    seed_nz = c_seed != 0.0
+    seed_nz[ts_tgt_l, ts_j] = True
+    # which directions each slot's derivative can be nonzero in (unit directions of a Hessian
+    # or Jacobian reach only the slots that depend on them): ops only for those (slot, j)
+    sweep = np.argsort(-tgt if reverse else tgt, kind="stable")
+    supp, in_supp = support(tgt[sweep], srcl[sweep], seed_nz)
+    is_op = in_supp
+    is_op[ts_tgt_l, ts_j] = True
+    is_op &= need[:, None]
+    rows = np.nonzero(need)[0]
     if reverse:
-        order = order[::-1]
-    n_op = order.shape[0]
-    rank = np.full(L, -1, np.int64)
-    rank[order] = np.arange(n_op)
-    # products per (kept edge, direction): partial (ps, pc) x derivative of the source
-    src_is_op = rank[srcl] >= 0
-    E = kept.shape[0]
-    J = np.tile(np.arange(k), E)
-    eI = np.repeat(np.arange(E), k)
+        rows = rows[::-1]
+    flat = is_op[rows].ravel()
+    n_t = int(flat.sum())
+    rank = np.full((L, k), -1, np.int64)
+    rank[rows] = np.where(flat, np.cumsum(flat) - 1, -1).reshape(rows.shape[0], k)
+    # products per (kept edge, direction the source is nonzero in): partial x source derivative
+    eI, J = np.nonzero(supp[srcl])
     a_s, a_c = ps[eI], pc[eI]
-    b_op = src_is_op[eI]
-    b_c = np.where(b_op, 0.0, c_seed[srcl[eI], J])
-    t_op = rank[tgt[eI]] * k + J  # target op position
-    # traced seed items: LIN (seed slot, 1)
-    ts_loc, ts_j = np.nonzero(traced_seed & (rank[loc] >= 0)[:, None])
-    ts_tgt = rank[loc[ts_loc]] * k + ts_j
-    ts_slot = seed_s[ts_loc, ts_j]
+    sl = srcl[eI]
+    b_rank = rank[sl, J]
+    b_op = b_rank >= 0
+    b_c = np.where(b_op, 0.0, c_seed[sl, J])
+    t_op = rank[tgt[eI], J]
     a_slot = a_s >= 0
-    # both constant: into the op's constant term
-    both_c = ~a_slot & ~b_op
-    n_t = n_op * k
-    param = np.bincount(t_op[both_c], weights=(a_c * b_c)[both_c], minlength=n_t)
-    op_const = c_seed[order].reshape(-1) if n_op else np.zeros(0)
-    # constant seeds of op targets add to param
-    param = param + op_const
+    both_c = ~a_slot & ~b_op  # both constant: into the op's constant term
+    param = np.bincount(t_op[both_c], weights=(a_c * b_c)[both_c], minlength=n_t).astype(float)
+    seeded_op = is_op & (c_seed != 0.0)
+    param[rank[seeded_op]] += c_seed[seeded_op]
+    keep_ts = rank[ts_tgt_l, ts_j] >= 0
+    ts_tgt, ts_slot = rank[ts_tgt_l, ts_j][keep_ts], ts_slot[keep_ts]
     dot_item = a_slot & b_op
-    lin_a = a_slot & ~b_op  # partial traced, source constant
-    lin_b = ~a_slot & b_op  # partial constant, source traced
-    lin_coef_ok = np.ones(a_s.shape[0], bool)
-    lin_coef_ok[lin_a] = b_c[lin_a] != 0.0
-    lin_coef_ok[lin_b] = a_c[lin_b] != 0.0
-    lin_a &= lin_coef_ok
-    lin_b &= lin_coef_ok
+    lin_a = a_slot & ~b_op & (b_c != 0.0)  # partial traced, source constant
+    lin_b = ~a_slot & b_op & (a_c != 0.0)  # partial constant, source traced
     is_dot_op = np.zeros(n_t, bool)
     is_dot_op[t_op[dot_item]] = True
-    # constant factors of LIN items inside DOT ops become CONST slots (one per distinct value)
     lin_t = np.concatenate([t_op[lin_a], t_op[lin_b], ts_tgt])
     lin_coef = np.concatenate([b_c[lin_a], a_c[lin_b], np.ones(ts_tgt.shape[0])])
+    # constant factors of LIN items inside DOT ops become CONST slots (one per distinct value)
     in_dot = is_dot_op[lin_t]
     const_slot = np.zeros(lin_t.shape[0], np.int64)
     if in_dot.any():
         uniq, inv = np.unique(lin_coef[in_dot], return_inverse=True)
         const_slot[in_dot] = rec.constants(uniq)[inv]
-    base = rec.n_slots
-    # the slots of the target ops are known before they exist: base + rank * k + j
-    src_slot = np.where(b_op, base + rank[srcl[eI]] * k + J, -1)
+    base = rec.n_slots  # the target ops' slots are known before they exist: base + rank
+    src_slot = np.where(b_op, base + b_rank, -1)
     lin_slot = np.concatenate([a_s[lin_a], src_slot[lin_b], ts_slot])
-    # items: (target, first arg, second arg or coef)
     d_t = t_op[dot_item]
-    d_1, d_2 = a_s[dot_item], src_slot[dot_item]
-    width = np.where(in_dot, 2, 1)
     all_t = np.concatenate([d_t, lin_t])
-    all_w = np.concatenate([np.full(d_t.shape[0], 2), width])
-    arg1 = np.concatenate([d_1, lin_slot])
-    arg2 = np.concatenate([d_2, const_slot])
+    all_w = np.concatenate([np.full(d_t.shape[0], 2), np.where(in_dot, 2, 1)])
+    arg1 = np.concatenate([a_s[dot_item], lin_slot])
+    arg2 = np.concatenate([src_slot[dot_item], const_slot])
     coefs = np.concatenate([np.zeros(d_t.shape[0]), np.where(in_dot, 0.0, lin_coef)])
     srt = np.argsort(all_t, kind="stable")
     all_t, all_w, arg1, arg2, coefs = all_t[srt], all_w[srt], arg1[srt], arg2[srt], coefs[srt]
     counts = np.bincount(all_t, weights=all_w, minlength=n_t).astype(np.int64)
-    total = int(all_w.sum())
-    out_arg = np.empty(total, np.int64)
-    out_coef = np.zeros(total)
+    out_arg = np.empty(int(all_w.sum()), np.int64)
+    out_coef = np.zeros(out_arg.shape[0])
     start = np.cumsum(all_w) - all_w
     out_arg[start] = arg1
     two = all_w == 2
     out_arg[start[two] + 1] = arg2[two]
     out_coef[start] = coefs
-    codes = np.where(is_dot_op, oc.DOT, oc.LIN)
-    append_csr(rec, codes, param, counts, out_arg, out_coef)
-    # results for dst
+    append_csr(rec, np.where(is_dot_op, oc.DOT, oc.LIN), param, counts, out_arg, out_coef)
+    # derivatives of dst: op slots, constant seeds, or zero
     q = dst.shape[0]
     r_s = np.full((q, k), -1, np.int64)
     r_c = np.zeros((q, k))
     inside = np.nonzero(dst_in)[0]
     dl = dst[inside] - lo
     rk = rank[dl]
-    op_d = rk >= 0
-    r_s[inside[op_d]] = base + rk[op_d][:, None] * k + np.arange(k)
-    not_op = inside[~op_d]
-    r_c[not_op] = np.where(need[dl[~op_d]][:, None], c_seed[dl[~op_d]], 0.0)
+    r_s[inside] = np.where(rk >= 0, base + rk, -1)
+    r_c[inside] = np.where((rk < 0) & need[dl][:, None] & supp[dl], c_seed[dl], 0.0)
     return r_s, r_c
 
 
