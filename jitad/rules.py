@@ -30,6 +30,9 @@ _LN10 = math.log(10.0)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
+# the value and partials parts are inlined into unary_rule/binary_rule (numba IR level): as
+# separate calls the forward sweep with partials ran ~10% slower
+_ijit = njit(cache=True, error_model="numpy", nogil=True, inline="always")
 
 
 @_jit
@@ -107,7 +110,7 @@ def polygamma(n, x):
     return sgn * (acc + s)
 
 
-@_jit
+@_ijit
 def unary_value(code, x):
     """Value of unary op `code` at x (branches on x allowed: this part is never traced)."""
     k = code - oc.UNARY_BASE
@@ -179,7 +182,7 @@ def unary_value(code, x):
     return np.nan
 
 
-@_jit
+@_ijit
 def unary_partials(code, x, v, second):
     """(d/dx, d2/dx2) of unary op `code` at x with value v (d2 only when `second`).
 
@@ -302,7 +305,7 @@ def unary_rule(code, x, partials):
     return v, 0.0, 0.0
 
 
-@_jit
+@_ijit
 def binary_value(code, a, b):
     """Value of binary op `code` at (a, b) (branches on values allowed: never traced)."""
     k = (code - oc.BINARY_BASE) // 3
@@ -347,7 +350,7 @@ def binary_value(code, a, b):
     return np.nan
 
 
-@_jit
+@_ijit
 def binary_partials(code, a, b, v, wa, wb, second):
     """(da, db, daa, dab, dbb) of binary op `code` at (a, b) with value v.
 
@@ -375,18 +378,7 @@ def binary_partials(code, a, b, v, wa, wb, second):
             if wb:
                 dbb = 2.0 * v / (b * b)
     elif k == 2:  # power
-        if wb:  # traced exponent: the general formulas
-            la = np.log(a)
-            db = v * la
-            if second:
-                dbb = db * la
-            if wa:
-                p = a ** (b - 1.0)
-                da = b * p
-                if second:
-                    daa = (b - 1.0) * b * a ** (b - 2.0)
-                    dab = p * (1.0 + b * la)
-        elif wa:  # constant exponent b: b = 0 and 1 spelled out (0 * 0**-1 would be NaN)
+        if not wb:  # constant exponent b: b = 0 and 1 spelled out (0 * 0**-1 would be NaN)
             if b == 2.0:
                 da = 2.0 * a
                 daa = 2.0
@@ -400,6 +392,17 @@ def binary_partials(code, a, b, v, wa, wb, second):
                 da = b * a ** (b - 1.0)
                 if second:
                     daa = b * (b - 1.0) * a ** (b - 2.0)
+        else:  # traced exponent: the general formulas
+            la = np.log(a)
+            db = v * la
+            if second:
+                dbb = db * la
+            if wa:
+                p = a ** (b - 1.0)
+                da = b * p
+                if second:
+                    daa = (b - 1.0) * b * a ** (b - 2.0)
+                    dab = p * (1.0 + b * la)
     elif k == 3:  # arctan2(a, b) = angle of (b, a)
         r2 = a * a + b * b
         if wa:
@@ -452,7 +455,5 @@ def binary_rule(code, a, b, wa, wb):
     """(value, da, db, daa, dab, dbb) of binary op `code` at (a, b); wa/wb as in
     `binary_partials` (all five are returned, unwanted ones 0)."""
     v = binary_value(code, a, b)
-    if wa or wb:
-        da, db, daa, dab, dbb = binary_partials(code, a, b, v, wa, wb, True)
-        return v, da, db, daa, dab, dbb
-    return v, 0.0, 0.0, 0.0, 0.0, 0.0
+    da, db, daa, dab, dbb = binary_partials(code, a, b, v, wa, wb, True)
+    return v, da, db, daa, dab, dbb
