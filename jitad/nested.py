@@ -147,6 +147,11 @@ def _traced(rec, slots, val):
     return TracedArray(rec, np.asarray(slots, dtype=np.int64), np.asarray(val, dtype=np.float64))
 
 
+def _spans(starts, counts):
+    """Concatenated ranges [starts[i], starts[i] + counts[i]) (vectorised)."""
+    return np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+
+
 def edge_partials(rec, ops, val):
     """First partials of every edge of the ops `ops` (op indices), recorded as traced values.
 
@@ -159,7 +164,7 @@ def edge_partials(rec, ops, val):
     param = rec.param.view()
     n_in = rec.n_in
     counts = eptr[ops + 1] - eptr[ops]
-    edges = np.repeat(eptr[ops] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    edges = _spans(eptr[ops], counts)
     ps = np.full(edges.shape[0], -1, np.int64)
     pc = np.zeros(edges.shape[0])
     pos = np.cumsum(counts) - counts  # first position of each op's edges in `edges`
@@ -170,16 +175,13 @@ def edge_partials(rec, ops, val):
         p0 = pos[sel]
         e0 = eptr[ops[sel]]
         K = sel.shape[0]
-        if c == oc.LIN:
-            mine = np.repeat(p0, counts[sel]) + (np.arange(counts[sel].sum()) - np.repeat(
-                np.cumsum(counts[sel]) - counts[sel], counts[sel]))
+        if c == oc.LIN:  # constant partials: the coefficients
+            mine = _spans(p0, counts[sel])
             pc[mine] = rec.coef.view()[edges[mine]]
         elif c == oc.DOT:  # d/d a_k = b_k and back: the operand slots themselves
-            mine = np.repeat(p0, counts[sel]) + (np.arange(counts[sel].sum()) - np.repeat(
-                np.cumsum(counts[sel]) - counts[sel], counts[sel]))
-            partner = np.where((edges[mine] - np.repeat(e0, counts[sel])) % 2 == 0,
-                               edges[mine] + 1, edges[mine] - 1)
-            ps[mine] = arg[partner]
+            mine = _spans(p0, counts[sel])
+            first = (edges[mine] - np.repeat(e0, counts[sel])) % 2 == 0
+            ps[mine] = arg[np.where(first, edges[mine] + 1, edges[mine] - 1)]
         elif c == oc.CONST:
             continue
         elif c < oc.BINARY_BASE:

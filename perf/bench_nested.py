@@ -15,6 +15,8 @@ Columns (median time per call, µs):
 - jitad replay: `jitad.function` of the nested code (`P = jitad.function(lambda x: f(x) + lam *
   F.grad(x) @ F.grad(x))` with `F = jitad.function(f)`, then `P.grad(x)`; `T =
   jitad.function(F.hessian)`, then `T.jacobian(x)`), recorded before timing;
+- replay 1 thread: the same with `numba.set_num_threads(1)` (the Jacobian of a recorded Hessian
+  runs blocks of directions on all threads; on a loaded machine that is erratic);
 - jitad one-shot: `jitad.grad(penalty)(x)` / `jitad.jacobian(lambda x: jitad.hessian(f, x), x)`,
   recording included;
 - JAX: `jax.jit(jax.grad(penalty))` / `jax.jit(jax.jacfwd(jax.hessian(f)))` after its compile
@@ -28,6 +30,7 @@ import os
 import sys
 import time
 
+import numba
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -118,14 +121,20 @@ def measure(name, f, n, quick=False):
             np.testing.assert_allclose(ref, jr, rtol=1e-8, atol=1e-8 * max(1, np.abs(jr).max()))
             row["jax"] = timed(lambda x: jf(x).block_until_ready(), xs)
         row["replay"] = timed(replay, xs)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)  # a loaded machine makes the 2-thread block runs erratic
+        try:
+            row["replay1"] = timed(replay, xs)
+        finally:
+            numba.set_num_threads(threads)
         row["once"] = None if quick and n > 10 else timed(once, xs)
         out.append(row)
     return out
 
 
 def rows(quick=False, sizes=(10, 50)):
-    """All measurements: a list of dicts with keys problem, n, what, replay, once, jax,
-    record, jax_compile, ops (seconds; None where skipped)."""
+    """All measurements: a list of dicts with keys problem, n, what, replay, replay1 (one
+    numba thread), once, jax, record, jax_compile, ops (seconds; None where skipped)."""
     res = []
     for name, f in PROBLEMS[:1] if quick else PROBLEMS:
         for n in sizes:
@@ -146,13 +155,14 @@ def _r(a, b):
 
 def table(res):
     """Markdown table of `rows()`."""
-    head = ["problem", "n", "quantity", "tape ops", "jitad replay µs", "jitad one-shot µs",
+    head = ["problem", "n", "quantity", "tape ops", "jitad replay µs", "replay 1 thread µs",
+            "jitad one-shot µs",
             "JAX jit µs", "replay / JAX", "jitad record ms", "JAX compile ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in res:
         lines.append("| " + " | ".join([
             r["problem"], str(r["n"]), r["what"], f"{r['ops']:,}", _us(r["replay"]),
-            _us(r.get("once")), _us(r.get("jax")), _r(r["replay"], r.get("jax")),
+            _us(r["replay1"]), _us(r.get("once")), _us(r.get("jax")), _r(r["replay"], r.get("jax")),
             f"{r['record'] * 1e3:.1f}",
             "—" if r.get("jax_compile") is None else f"{r['jax_compile'] * 1e3:.0f}"]) + " |")
     return "\n".join(lines)
