@@ -8,12 +8,13 @@ import math
 import numpy as np
 import pytest
 import scipy.special as sps
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import jitad
 from fdcheck import assert_close, assert_fd_close, fd_jacobian
-from test_ops import B, B_IDS, U, U_IDS
+from test_ops import B, U, U_IDS
+from test_properties import SMOOTH, _generic, _sane, make_ctx, programs, run
 
 
 def third_tensor(F, x):
@@ -431,3 +432,34 @@ def test_random_cubic_quartic_third_tensor(coefs, x):
     for p in [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]:
         ref[p] = b
     assert_close(third_tensor(F, x), ref, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(programs(SMOOTH))
+def test_random_programs_gradient_and_hessian_on_tape(case):
+    """Random smooth programs (tests/test_properties.py): a gradient and a Hessian recorded on
+    a tape at one point, replayed at another, against the plain Hessian there and finite
+    differences of plain Hessians."""
+    prog, n, p0, p1, out_mode, seed = case
+    ctx = make_ctx(n, seed)
+
+    def F(z):
+        out = run(prog, z[:n], z[n], out_mode, ctx)
+        items = out if isinstance(out, tuple) else (out,)
+        return sum(np.sum(v) * (0.3 + 0.1 * q) for q, v in enumerate(items))
+
+    z0, z1 = np.append(*p0), _generic(np.append(*p1))
+    with np.errstate(all="ignore"):
+        assume(_sane(np.atleast_1d(F(z0))) and _sane(np.atleast_1d(F(z1))))
+        H1 = jitad.hessian(F, z1)
+        assume(_sane(H1))
+        grad_tape = jitad.record(jitad.grad(F), z0)
+        scale = max(1.0, float(np.max(np.abs(H1))))
+        assert_close(grad_tape.forward(z1), jitad.grad(F)(z1), rtol=1e-10, atol=1e-10 * scale)
+        assert_close(grad_tape.jacobian(z1), H1, rtol=1e-9, atol=1e-9 * scale)
+        hess_tape = jitad.record(lambda z: jitad.hessian(F, z), z0)
+        m = z1.size
+        T = hess_tape.jacobian(z1).reshape(m, m, m)
+        Tfd = fd_jacobian(lambda z: jitad.hessian(F, z), z1, h=1e-3).reshape(m, m, m)
+        assume(np.all(np.isfinite(Tfd)) and np.max(np.abs(Tfd), initial=0) < 1e4)
+        assert_fd_close(T, Tfd, rtol=1e-5, atol=1e-5)
