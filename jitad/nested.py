@@ -29,7 +29,6 @@ import numpy as np
 from . import opcodes as oc
 from . import rules, sweeps
 from .nested_kernels import polygamma_values, reach, support
-from .recorder import current
 from .tape import _index_array
 from .tracing import Traced, TracedArray, TracedScalar, make, operands
 
@@ -417,12 +416,3 @@ def as_traced(rec, r_s, r_c, shape):
     val = slot_values(rec)[r_s]
     return make(rec, r_s.reshape(shape), val.reshape(shape))
 
-
-def in_recording(values):
-    """The recorder to record a derivative of `values` on, or None for a plain call."""
-    return nested_recorder(*values)
-
-
-def active():
-    """The current thread's recorder (None outside a recording)."""
-    return current()

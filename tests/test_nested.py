@@ -463,3 +463,15 @@ def test_random_programs_gradient_and_hessian_on_tape(case):
         Tfd = fd_jacobian(lambda z: jitad.hessian(F, z), z1, h=1e-3).reshape(m, m, m)
         assume(np.all(np.isfinite(Tfd)) and np.max(np.abs(Tfd), initial=0) < 1e4)
         assert_fd_close(T, Tfd, rtol=1e-5, atol=1e-5)
+
+
+def test_traced_directions_with_constant_inputs():
+    """jvp/vjp/hvp with a traced direction v and constant inputs: linear in v."""
+    x = np.array([0.4, -0.3, 1.2])
+    u0 = np.array([1.0, 2.0, -1.0])
+    H, g = jitad.hessian(f_mixed, x), jitad.grad(f_mixed)(x)
+    assert_close(jitad.grad(lambda u: jitad.jvp(f_mixed, x, u)[1])(u0), g, rtol=1e-13)
+    J = jitad.jacobian(lambda u: jitad.vjp(jitad.grad(f_mixed), x, u)[1], u0)
+    assert_close(J, H, rtol=1e-12, atol=1e-13)
+    J = jitad.jacobian(lambda u: jitad.hvp(f_mixed, x, u)[1], u0)
+    assert_close(J, H, rtol=1e-12, atol=1e-13)
