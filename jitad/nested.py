@@ -50,14 +50,17 @@ def record_polygamma(n, x):
 
 
 def polygamma(n, x):
-    """psi^(n)(x) (scipy.special.polygamma) for integer n >= 0, elementwise; on traced x it is
-    recorded (its derivatives are polygamma(n + 1, x), ...). Returns float64 (scalar for
-    scalar arguments)."""
+    """psi^(n)(x) (scipy.special.polygamma) for integer n >= 0, elementwise (n and x
+    broadcast); on traced x it is recorded (its derivatives are polygamma(n + 1, x), ...).
+    Returns float64 (a scalar for scalar arguments); NaN at the poles x = 0, -1, -2, ...;
+    ValueError for a negative or non-integer n."""
     if isinstance(x, Traced):
         return record_polygamma(n, x)
     if isinstance(n, Traced):
         raise TypeError("polygamma: the order n cannot be a traced value")
     n, x = np.broadcast_arrays(np.asarray(n, dtype=np.float64), np.asarray(x, dtype=np.float64))
+    if np.any((n < 0) | (n != np.floor(n))):
+        raise ValueError("polygamma: n must be a non-negative integer")
     out = polygamma_values(np.ascontiguousarray(n).ravel(), np.ascontiguousarray(x).ravel())
     return out.reshape(x.shape) if x.ndim else out[0]
 
