@@ -14,7 +14,9 @@ The sweep over a slot range [lo, hi) of the recorder, for k seed vectors at once
   adjoint(s) = seed + sum over its consumer edges of partial * adjoint(consumer) (reverse).
   Each sum is one op (LIN when every product has a constant factor, else DOT), and all of them
   go to the recorder in one CSR append in sweep order, so an op only reads slots of earlier ops;
-  slots that do not both depend on the seeded inputs and reach the outputs are skipped.
+  slots that do not both depend on the seeded inputs and reach the outputs are skipped, and a
+  slot gets ops only for the seed directions that reach it (`nested_kernels.support`): the unit
+  directions of a recorded Hessian cost what the problem's sparsity allows, not n per slot.
 Derivative references are kept as (slot, constant) pairs: slot >= 0 a traced value, else the
 constant; constant seeds (the 1 of a gradient, unit directions of a Jacobian) stay constants.
 
