@@ -136,6 +136,7 @@ def rows(quick=False, sizes=(10, 50)):
     """All measurements: a list of dicts with keys problem, n, what, replay, replay1 (one
     numba thread), once, jax, record, jax_compile, ops (seconds; None where skipped)."""
     res = []
+    measure(*PROBLEMS[0], 3, quick=True)  # warm-up: compiles/loads every kernel used below
     for name, f in PROBLEMS[:1] if quick else PROBLEMS:
         for n in sizes:
             res.extend(measure(name, f, n, quick))
