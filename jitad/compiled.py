@@ -26,6 +26,7 @@ from . import limits
 from .functional import Layout, _shaped, normalize_argnums
 from .guards import BranchChangedError
 from .record import as_float_array, record
+from .tracing import Traced
 
 __all__ = ["function", "Function"]
 
@@ -201,6 +202,8 @@ class Function:
     # ---------------------------------------------------------------- evaluation
     @_retracing()
     def __call__(self, *args):
+        if _traced(args):
+            return self._nested("__call__", args)
         e, x = self._lookup(args)
         y = e.tape.forward(x)
         if e.scalar0:
@@ -218,6 +221,8 @@ class Function:
                     if a.ndim == 1:
                         return e.tape.gradient(a)
                     return e.tape.gradient(a.reshape(-1)).reshape(a.shape)
+        if _traced(args):
+            return self._nested("grad", args)
         e, x = self._lookup(args)
         e.lay.require_scalar_output("grad")
         return e.lay.inputs(e.tape.gradient(x))
@@ -225,6 +230,8 @@ class Function:
     @_retracing()
     def value_and_grad(self, *args):
         """(value, gradient) of a single-element output."""
+        if _traced(args):
+            return self._nested("value_and_grad", args)
         e, x = self._lookup(args)
         e.lay.require_scalar_output("value_and_grad")
         val, g = e.tape.value_and_gradient(x)
@@ -233,6 +240,8 @@ class Function:
     @_retracing()
     def jacobian(self, *args):
         """Jacobian blocks as `jitad.jacobian` returns them."""
+        if _traced(args):
+            return self._nested("jacobian", args)
         e, x = self._lookup(args)
         lay, tape = e.lay, e.tape
         if lay.sel_all or lay.n_sel > lay.m:
@@ -253,6 +262,8 @@ class Function:
                 e = self._fast.get(a.shape)
                 if e is not None and e.fast:
                     return e.tape.hessian(a)
+        if _traced(args):
+            return self._nested("hessian", args)
         e, x = self._lookup(args)
         lay = e.lay
         lay.require_scalar_output("hessian")
@@ -270,6 +281,8 @@ class Function:
     @_retracing(keywords=True)
     def hvp(self, *args, v=None):
         """(value, H @ v); v has the structure of the differentiated argument(s)."""
+        if _traced(args + (v,)):
+            return self._nested("hvp", args, v)
         e, x = self._lookup(args)
         lay = e.lay
         lay.require_scalar_output("hvp")
@@ -283,6 +296,8 @@ class Function:
             e = self._fast.get(x.shape)
             if e is not None and e.fast:
                 return e.tape.hvp(x, p)
+        if _traced((x, p) + args):
+            return self._nested("hessp", (x,) + args, p)
         e, xf = self._lookup((x,) + args)
         lay = e.lay
         lay.require_scalar_output("hessp")
@@ -300,6 +315,8 @@ class Function:
     @_retracing(keywords=True)
     def jvp(self, *args, v=None):
         """(value, J @ v); v has the structure of the differentiated argument(s)."""
+        if _traced(args + (v,)):
+            return self._nested("jvp", args, v)
         e, x = self._lookup(args)
         lay = e.lay
         y, Jv = e.tape.jvp(x, lay.input_direction(v))
@@ -308,10 +325,27 @@ class Function:
     @_retracing(keywords=True)
     def vjp(self, *args, w=None):
         """(value, w @ J); w has the structure of the output."""
+        if _traced(args + (w,)):
+            return self._nested("vjp", args, w)
         e, x = self._lookup(args)
         lay = e.lay
         y, wJ = e.tape.vjp(x, lay.output_weights(w, "w"))
         return lay.outputs(y), lay.inputs(wJ)
+
+    def _nested(self, what, args, v=None):
+        """A method called on traced arguments (inside a recording): the derivative is recorded
+        on the enclosing tape, so it can be differentiated again (`jitad.nested_functional`)."""
+        from .nested_functional import function_method
+        return function_method(self, what, args, v)
+
+
+def _traced(args):
+    """Whether any argument is a traced value (or a tuple of them)."""
+    for a in args:
+        if isinstance(a, Traced) or (isinstance(a, tuple) and any(isinstance(e, Traced)
+                                                                  for e in a)):
+            return True
+    return False
 
 
 def function(func=None, *, argnums=None):

@@ -190,6 +190,14 @@ def _scipy_unary(name):
 
 for _name in ("erf", "expit", "gammaln"):
     HANDLED_UFUNCS[_name] = _scipy_unary(_name)
+
+
+def _digamma(x):
+    from .nested import record_polygamma  # polygamma(0, x) is the digamma op
+    return record_polygamma(0.0, x)
+
+
+HANDLED_UFUNCS["psi"] = _digamma  # scipy.special.digamma / psi
 HANDLED_UFUNCS["negative"] = _negative
 HANDLED_UFUNCS["positive"] = _positive
 HANDLED_UFUNCS["add"] = _binary("add", np.add, _lin_add, operator.add)

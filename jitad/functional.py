@@ -202,24 +202,37 @@ def _setup(func, inputs, strict):
 
 
 # --------------------------------------------------------------------------- the calls
-def jvp(func, inputs, v=None, strict=False):
-    """(func_output, J @ v): v has the structure of `inputs` (None if it has one element)."""
+def jvp(func, inputs, v=None, strict=False, create_graph=False):
+    """(func_output, J @ v): v has the structure of `inputs` (None if it has one element).
+
+    On traced inputs (or with create_graph=True inside a recording) the results are traced
+    values recorded on the enclosing tape (README "Higher-order derivatives"); likewise below.
+    """
+    rec = _nested_recorder((inputs, v), create_graph)
+    if rec is not None:
+        return _nested().jvp(rec, func, inputs, v, strict)
     tape, lay, x = _setup(func, inputs, strict)
     d = lay.input_direction(v)
     y, Jv = tape.jvp(x, d)
     return lay.outputs(y), lay.outputs(Jv)
 
 
-def vjp(func, inputs, v=None, strict=False):
+def vjp(func, inputs, v=None, strict=False, create_graph=False):
     """(func_output, v @ J): v has the structure of func's output (None if it has one element)."""
+    rec = _nested_recorder((inputs, v), create_graph)
+    if rec is not None:
+        return _nested().vjp(rec, func, inputs, v, strict)
     tape, lay, x = _setup(func, inputs, strict)
     w = lay.output_weights(v)
     y, vJ = tape.vjp(x, w)
     return lay.outputs(y), lay.inputs(vJ)
 
 
-def jacobian(func, inputs, strict=False):
+def jacobian(func, inputs, strict=False, create_graph=False):
     """Jacobian blocks: result[i][j] = d out_i / d in_j, shape out_i.shape + in_j.shape."""
+    rec = _nested_recorder((inputs,), create_graph)
+    if rec is not None:
+        return _nested().jacobian(rec, func, inputs, strict)
     tape, lay, x = _setup(func, inputs, strict)
     return lay.jacobian(tape.jacobian(x))
 
@@ -237,7 +250,7 @@ def _check_batch(lay, inputs_is_tuple):
     return B, N
 
 
-def hessian(func, inputs, strict=False, batch_axis=None, lazy=False):
+def hessian(func, inputs, strict=False, batch_axis=None, lazy=False, create_graph=False):
     """Hessian of a single-element output.
 
     One input: shape in.shape + in.shape; a tuple of inputs: result[i][j] with shape
@@ -246,6 +259,12 @@ def hessian(func, inputs, strict=False, batch_axis=None, lazy=False):
     lazy=True: a `LazyHessian` (a tuple of tuples of them for tuple inputs) that computes
     rows on demand.
     """
+    rec = _nested_recorder((inputs,), create_graph)
+    if rec is not None:
+        if batch_axis is not None or lazy:
+            raise ValueError("batch_axis and lazy are not supported for Hessians recorded on "
+                             "traced inputs (nested differentiation)")
+        return _nested().hessian(rec, func, inputs, strict)
     if batch_axis is not None and not (isinstance(batch_axis, numbers.Integral)
                                        and not isinstance(batch_axis, bool) and batch_axis == 0):
         raise ValueError(f"batch_axis must be None or 0 (the leading axis), got {batch_axis!r}")
@@ -273,21 +292,24 @@ def hessian(func, inputs, strict=False, batch_axis=None, lazy=False):
     return lay.hessian(tape.hessian(x))
 
 
-def _hvp(func, inputs, v, strict, what):
+def _hvp(func, inputs, v, strict, what, create_graph):
+    rec = _nested_recorder((inputs, v), create_graph)
+    if rec is not None:
+        return _nested().hvp(rec, func, inputs, v, strict, what)
     tape, lay, x = _setup(func, inputs, strict)
     lay.require_scalar_output(what)
     Hv = tape.hvp(x, lay.input_direction(v))
     return lay.outputs(tape.forward(x)), lay.inputs(Hv)
 
 
-def hvp(func, inputs, v=None, strict=False):
+def hvp(func, inputs, v=None, strict=False, create_graph=False):
     """(func_output, H @ v) for a single-element output; v has the structure of `inputs`."""
-    return _hvp(func, inputs, v, strict, "hvp")
+    return _hvp(func, inputs, v, strict, "hvp", create_graph)
 
 
-def vhp(func, inputs, v=None, strict=False):
+def vhp(func, inputs, v=None, strict=False, create_graph=False):
     """(func_output, v @ H): equal to hvp's result since the Hessian is symmetric."""
-    return _hvp(func, inputs, v, strict, "vhp")
+    return _hvp(func, inputs, v, strict, "vhp", create_graph)
 
 
 # --------------------------------------------------------------------------- jax-style grad
@@ -314,6 +336,11 @@ def _grad_call(func, argnums, args, kwargs, what):
     sel, is_tuple = normalize_argnums(argnums, len(args))
     if len(set(sel)) != len(sel):
         raise ValueError(f"argnums {argnums!r} names an argument twice")
+    # inside a recording (traced arguments, or a function closing over traced values) the
+    # gradient is recorded on the enclosing tape, as jax.grad composes inside a trace
+    rec = _nested_recorder(list(args) + list(kwargs.values()), True)
+    if rec is not None:
+        return _nested().grad_call(rec, func, sel, is_tuple, args, kwargs, what)
     arrays = [as_float_array(args[j], f"argument {j}") for j in sel]
 
     def partial(*traced):
@@ -358,3 +385,16 @@ def _wrap(wrapper, func, kind):
     wrapper.__qualname__ = wrapper.__name__
     wrapper.__doc__ = f"jitad.{kind} of {name}."
     wrapper.__wrapped__ = func
+
+
+# --------------------------------------------------------------------------- nesting
+def _nested_recorder(values, create_graph):
+    """The recorder to record a derivative on (traced values among `values`, or the current
+    recording with create_graph=True), None for a plain numeric call."""
+    from .nested_functional import recorder_for
+    return recorder_for(values, create_graph)
+
+
+def _nested():
+    from . import nested_functional
+    return nested_functional

@@ -13,7 +13,7 @@ import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_SOURCES = ("opcodes.py", "rules.py", "sweeps.py", "guard_sweeps.py",
-                  "interaction_sweeps.py", "tape_check.py")
+                  "interaction_sweeps.py", "tape_check.py", "nested_kernels.py")
 _STAMP = "jitad-kernels.stamp"
 
 

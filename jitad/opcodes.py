@@ -61,10 +61,12 @@ BINARY = [
     ("logaddexp", _FULL),
     # comparisons in CMP order: 1.0 or 0.0, zero derivative (binary_rule kind 10 + CMP kind)
     *((name, ()) for name in CMP_NAMES),
+    ("polygamma", ((1, 1),)),  # polygamma(n, x): recorded in mode CV only (n a constant)
 ]
 CMP_BASE_KIND = 10
 assert BINARY[CMP_BASE_KIND][0] == CMP_NAMES[0]
 BINARY_KIND = {name: k for k, (name, _) in enumerate(BINARY)}
+POLYGAMMA_KIND = BINARY_KIND["polygamma"]
 N_CODES = BINARY_BASE + 3 * len(BINARY)
 
 

@@ -70,11 +70,12 @@ def record(func, *args):
     arrays = [as_float_array(a, f"argument {k}") for k, a in enumerate(args)]
     n_in = sum(a.size for a in arrays)
     rec = Recorder(n_in)
+    rec.x0 = np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0)
     with rec:
         out = func(*trace_inputs(rec, arrays))
     slots, shapes, is_tuple = output_slots(rec, out)
     rec.flush()
-    x0 = np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0)
+    x0 = rec.x0  # the recording point (also read by nested derivatives)
     return Tape(n_in, rec.code.view(), rec.param.view(), rec.eptr.view(), rec.arg.view(),
                 rec.coef.view(), rec.tptr.view(), rec.ta.view(), rec.tb.view(), slots,
                 input_shapes=[a.shape for a in arrays], output_shapes=shapes,

@@ -90,6 +90,10 @@ U = [
      [0.3, 1.0, 2.5, 7.5, 40.0]),
     ("gammaln<0", sps.gammaln, sps.psi, lambda x: sps.polygamma(1, x),
      [-2.3, -1.6, -0.5, -0.2, 0.05]),
+    ("digamma", sps.digamma, lambda x: sps.polygamma(1, x), lambda x: sps.polygamma(2, x),
+     [-2.3, -0.5, 0.3, 2.5, 12.0]),
+    ("polygamma2", lambda x: jitad.polygamma(2, x), lambda x: sps.polygamma(3, x),
+     lambda x: sps.polygamma(4, x), [-1.6, -0.3, 0.6, 3.0, 25.0]),
 ]
 U_IDS = [u[0] for u in U]
 

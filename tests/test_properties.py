@@ -55,6 +55,8 @@ SMOOTH = {
     "expit": lambda a, b, c, k: sps.expit(a),
     "erf": lambda a, b, c, k: sps.erf(a),
     "gammaln": lambda a, b, c, k: sps.gammaln(1.5 + a * a),
+    "digamma_polygamma": lambda a, b, c, k: (sps.digamma(1.5 + a * a)
+                                             + jitad.polygamma(2, 2.0 + np.sin(b))),
     "exp_neg_sq": lambda a, b, c, k: np.exp(-a * a),
     "exp_sin": lambda a, b, c, k: np.exp(np.sin(a)),
     "exp2_cos": lambda a, b, c, k: np.exp2(np.cos(a)),
