@@ -13,6 +13,7 @@ from .compiled import Function, function  # noqa: E402
 from .functional import grad, hessian, hvp, jacobian, jvp, value_and_grad, vhp, vjp  # noqa: E402
 from .lazy import LazyHessian  # noqa: E402
 from .record import record  # noqa: E402
+from .sparse import SparseMatrix, SparsityPattern  # noqa: E402
 from .tape import Tape  # noqa: E402
 from .tracing import Traced  # noqa: E402
 
@@ -20,4 +21,4 @@ __version__ = "0.1.0"
 
 __all__ = ["record", "Tape", "Traced", "stack", "__version__",
            "jvp", "vjp", "jacobian", "hessian", "hvp", "vhp", "grad", "value_and_grad",
-           "LazyHessian", "function", "Function"]
+           "LazyHessian", "function", "Function", "SparseMatrix", "SparsityPattern"]

@@ -20,6 +20,7 @@ import threading
 
 import numpy as np
 
+from . import sparse
 from .functional import Layout, _shaped, normalize_argnums
 from .record import as_float_array, record
 
@@ -46,8 +47,8 @@ class Function:
     """A function recorded once per input shape signature and replayed afterwards.
 
     Call it like the function; derivatives: grad, value_and_grad, jacobian, hessian,
-    hvp(*args, v=...), jvp(*args, v=...), vjp(*args, w=...), and hessp(x, p, *args) with
-    scipy's signature. `tape(*args)` returns the tape of that signature; `n_traces` counts
+    hvp(*args, v=...), jvp(*args, v=...), vjp(*args, w=...), hessp(x, p, *args) with
+    scipy's signature, and sparse_hessian, sparse_jacobian (`jitad.SparseMatrix`). `tape(*args)` returns the tape of that signature; `n_traces` counts
     the recordings (calls of the Python function).
     """
 
@@ -177,6 +178,23 @@ class Function:
             H = e.tape.hvp(x, V)[lay.sel_idx]
             H = 0.5 * (H + H.T)
         return lay.hessian(H)
+
+    def sparse_hessian(self, *args):
+        """Hessian of a single-element output as a `jitad.SparseMatrix` over the differentiated
+        arguments flattened and concatenated; the tape's sparsity plan is reused per call."""
+        e, x = self._lookup(args)
+        e.lay.require_scalar_output("sparse_hessian")
+        S = e.tape.sparse_hessian(x)
+        return S if e.lay.sel_all else sparse.select(S, e.lay.sel_idx, e.lay.sel_idx)
+
+    def sparse_jacobian(self, *args):
+        """Jacobian (m, n_sel) of the flattened outputs with respect to the differentiated
+        arguments flattened and concatenated, as a `jitad.SparseMatrix`."""
+        e, x = self._lookup(args)
+        S = e.tape.sparse_jacobian(x)
+        if e.lay.sel_all:
+            return S
+        return sparse.select(S, np.arange(e.lay.m), e.lay.sel_idx)
 
     def hvp(self, *args, v=None):
         """(value, H @ v); v has the structure of the differentiated argument(s)."""

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from . import opcodes as oc
-from . import sweeps, workspace
+from . import sparse, sweeps, workspace
 
 # Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
 # the per-op cost of a sweep over more directions; 32 was best or near-best on Rosenbrock,
@@ -301,8 +301,18 @@ class Tape:
         return np.ascontiguousarray(self._hvp_rows(x, w, V, False, V.shape[1]).T)
 
     def hessian(self, x, w=None):
-        """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output)."""
+        """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output).
+
+        Computed from compressed HVPs (`sparse.py`) when the tape's Hessian colours into at
+        most n/2 colours, else from n unit directions."""
         x = self._x(x)
+        if self.n_inputs >= sparse.AUTO_MIN_N:
+            H = sparse.auto_hessian(self, x, w)
+            if H is not None:
+                return H
+        return self._dense_hessian(x, w)
+
+    def _dense_hessian(self, x, w):
         n = self.n_inputs
         H = self._hvp_rows(x, w, _EMPTY2, True, n)
         if n * n <= SERIAL_WORK:
@@ -329,3 +339,36 @@ class Tape:
     def input_influence(self):
         """Boolean (n,): which inputs any output depends on (from the tape's structure)."""
         return sweeps.influence(self.eptr, self.arg, self.n_inputs, self.out)
+
+    # ---------------------------------------------------------------- sparse derivatives
+    def jacobian_sparsity(self):
+        """Structural (m, n) Jacobian pattern: a `SparsityPattern` (CSR indptr, indices;
+        .tocsr() with scipy). Conservative, computed once per tape."""
+        return sparse.jacobian_pattern(self)
+
+    def hessian_sparsity(self):
+        """Structural (n, n) symmetric pattern of the Hessian of any weighted sum of the
+        outputs: a `SparsityPattern`. Conservative, no coupling through linear ops."""
+        return sparse.hessian_pattern(self)
+
+    def jacobian_plan(self):
+        """The tape's `sparse.JacobianPlan` (pattern, colouring; built once, reused)."""
+        return sparse.jacobian_plan(self)
+
+    def hessian_plan(self):
+        """The tape's `sparse.HessianPlan` (pattern, star colouring; built once, reused)."""
+        return sparse.hessian_plan(self)
+
+    def sparse_jacobian(self, x):
+        """The (m, n) Jacobian at x (n,) as a `SparseMatrix` on `jacobian_sparsity()`, from
+        one compressed sweep per colour block."""
+        x = self._x(x)
+        plan = sparse.jacobian_plan(self)
+        return sparse.SparseMatrix(plan.pattern, plan.values(self, x))
+
+    def sparse_hessian(self, x, w=None):
+        """The (n, n) Hessian of sum_k w[k]*y[k] at x (n,) as a `SparseMatrix` on
+        `hessian_sparsity()`, from one compressed HVP sweep per colour block."""
+        x = self._x(x)
+        plan = sparse.hessian_plan(self)
+        return sparse.SparseMatrix(plan.pattern, plan.values(self, x, w))
