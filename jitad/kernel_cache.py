@@ -12,7 +12,7 @@ import hashlib
 import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-KERNEL_SOURCES = ("opcodes.py", "rules.py", "sweeps.py", "sparsity.py", "coloring.py")
+KERNEL_SOURCES = ("opcodes.py", "rules.py", "sweeps.py", "sparsity.py", "coloring.py", "direct.py")
 _STAMP = "jitad-kernels.stamp"
 
 

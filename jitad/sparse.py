@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import coloring, sparsity
+from . import coloring, direct, sparsity, sweeps, workspace
 from . import opcodes as oc
 
 # `Tape.hessian` tries the compressed path from this many inputs on: below it a dense Hessian
@@ -25,6 +25,8 @@ from . import opcodes as oc
 AUTO_MIN_N = 64
 # ... and takes it when the colouring has at most this fraction of n colours.
 AUTO_MAX_COLOR_FRACTION = 0.5
+# Colourings up to this many colours run as one sweep of exactly that width.
+BLOCK = 32
 # Patterns with more than this fraction of n^2 entries are not coloured (dense).
 DENSE_FRACTION = 0.5
 
@@ -131,9 +133,10 @@ def _order(degree):
 class HessianPlan:
     """Pattern, star colouring, seed and recovery indices of a tape's Hessian.
 
-    Attributes: pattern (SparsityPattern, None when it was given up as dense), colors ((n,)
-    int32 or None when not coloured), n_colors, compressed (values from n_colors HVP directions
-    instead of n), pattern_seconds, coloring_seconds.
+    Attributes: pattern (SparsityPattern, None when it was given up as dense), method (how
+    values are computed: "direct", "compressed" or "dense"), colors ((n,) int32 or None when
+    not coloured), n_colors, compressed (colouring with fewer than n colours), pattern_seconds,
+    direct_seconds (building the direct maps), coloring_seconds.
     """
 
     def __init__(self, tape, budget=-1):
@@ -146,9 +149,15 @@ class HessianPlan:
         self.colors = None
         self.n_colors = n
         self.compressed = False
-        self.coloring_seconds = 0.0
+        self.coloring_seconds = self.direct_seconds = 0.0
+        self.direct = None
         p = self.pattern
-        if p is None or p.nnz > DENSE_FRACTION * n * n:
+        if p is None:
+            return
+        self._build_direct(tape)
+        self.direct_seconds = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        if p.nnz > DENSE_FRACTION * n * n:
             return
         rows = p.rows()
         offdiag = rows != p.indices
@@ -168,7 +177,26 @@ class HessianPlan:
         self.seed = np.zeros((n, k))
         self.seed[np.arange(n), colors] = 1.0
         self.source = src_c * n + src_v  # flat index into (H @ S).T, shape (k, n)
+        self.source_k = src_v * k + src_c  # flat index into H @ S, shape (n, k)
+        self.src_v = src_v
         self.coloring_seconds = time.perf_counter() - t1
+
+    def _build_direct(self, tape):
+        """Maps of the direct accumulation (`direct.py`) when they stay within a few times
+        the tape's size (else None)."""
+        p = self.pattern
+        budget = 8 * (tape.n_slots + tape.arg.shape[0] + tape.ta.shape[0]) + 4 * p.nnz
+        maps = direct.direct_plan(*_tape_args(tape), p.indptr, p.indices, budget)
+        # empty gptr: over budget; the pair arrays index gval and data with int32
+        if maps[1].shape[0] > 0 and max(maps[1][-1], p.nnz) < np.iinfo(np.int32).max:
+            self.direct = maps
+
+    @property
+    def method(self):
+        """How `values` computes the entries: "direct" (sparse gradients and term pairs),
+        "compressed" (n_colors HVP directions) or "dense" (n directions)."""
+        return "direct" if self.direct is not None else (
+            "compressed" if self.compressed else "dense")
 
     @property
     def auto(self):
@@ -177,14 +205,34 @@ class HessianPlan:
 
     def values(self, tape, x, w):
         """(nnz,) Hessian entries on the pattern at x (validated) for output weights w."""
+        if self.direct is not None:
+            _, d1, d2, adj = tape._adjoints(x, tape._weights(w))
+            d = self.direct
+            gval = workspace.buffer("sp_gval", (d[1][-1],))
+            data = np.empty(self.pattern.nnz)
+            direct.direct_values(tape.eptr, tape.arg, d1, tape.tptr, d2, tape.n_inputs, adj,
+                                 *d, gval, data)
+            return data
         if not self.compressed:
             H = tape._dense_hessian(x, w)
             return H[self.pattern.rows(), self.pattern.indices]
         if self.pattern.nnz == 0:
             tape._weights(w)
             return np.zeros(0)
-        BT = tape._hvp_rows(x, w, self.seed, False, self.n_colors)  # (k, n) = (H @ S).T
-        return BT.ravel()[self.source]
+        k = self.n_colors
+        if k > BLOCK:  # blocks of colours in parallel
+            BT = tape._hvp_rows(x, w, self.seed, False, k)  # (k, n) = (H @ S).T
+            return BT.ravel()[self.source]
+        # one sweep exactly k wide (the block runner would pad k to a multiple of 8)
+        _, d1, d2, adj = tape._adjoints(x, tape._weights(w))
+        ns = tape.n_slots
+        dot = workspace.buffer("sp_dot", (ns, k))
+        bar = workspace.buffer("sp_bar", (ns, k))
+        acts = workspace.buffer("sp_act", (2, ns), np.uint8)
+        sweeps.hvp(tape.eptr, tape.arg, d1, d2, tape.n_inputs, adj, self.seed, dot, bar, acts[0],
+                   acts[1], tape._transposed())
+        # rows of bar with bact == 0 were not written: they are zero
+        return np.where(acts[1][self.src_v] != 0, bar.reshape(-1)[self.source_k], 0.0)
 
 
 class JacobianPlan:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jitad
-from jitad import coloring, sparse, sparsity
+from jitad import coloring, direct, sparse, sparsity
 from fdcheck import fd_hessian, fd_jacobian
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -245,10 +245,43 @@ def test_auto_hessian_uses_few_directions(monkeypatch):
 
     monkeypatch.setattr(jitad.Tape, "_hvp_rows", counting)
     H = tape.hessian(x)
-    assert widths == [3]
-    widths.clear()
+    assert tape.hessian_plan().method == "direct" and widths == []  # no HVP sweep at all
     np.testing.assert_allclose(H, tape._dense_hessian(x, None), rtol=1e-13, atol=1e-10)
     assert widths == [300]
+    widths.clear()
+    tape.hessian_plan().direct = None  # the compressed HVPs: 3 colours, one sweep
+    np.testing.assert_allclose(tape.hessian(x), H, rtol=1e-13, atol=1e-10)
+    assert tape.hessian_plan().method == "compressed"
+
+
+@pytest.mark.parametrize("f, n", [(banded, 80), (arrow, 80), (block_diagonal, 80),
+                                  (rosenbrock, 100), (dense, 80)],
+                         ids=["banded", "arrow", "block", "rosenbrock", "dense"])
+def test_every_method_gives_the_same_values(f, n):
+    x = np.random.default_rng(n + 1).uniform(0.5, 1.5, n)
+    if f is dense:
+        x = np.stack(np.meshgrid(np.arange(8.0), np.arange(5.0)), -1).reshape(-1) * 1.1 + 0.05 * x
+    tape = jitad.record(f, x)
+    ref = tape._dense_hessian(x, None)
+    tol = 1e-12 * np.abs(ref).max()
+    plan = sparse.HessianPlan(tape)
+    assert plan.method == "direct"
+    np.testing.assert_allclose(sparse.SparseMatrix(plan.pattern, plan.values(tape, x, None))
+                               .toarray(), ref, rtol=1e-12, atol=tol)
+    plan.direct = None
+    assert plan.method == ("dense" if f is dense else "compressed")
+    np.testing.assert_allclose(sparse.SparseMatrix(plan.pattern, plan.values(tape, x, None))
+                               .toarray(), ref, rtol=1e-12, atol=tol)
+
+
+def test_direct_maps_respect_their_budget():
+    x = np.ones(20)
+    tape = jitad.record(banded, x)
+    p = tape.hessian_sparsity()
+    maps = direct.direct_plan(*sparse._tape_args(tape), p.indptr, p.indices, 10)
+    assert maps[1].shape[0] == 0  # given up
+    maps = direct.direct_plan(*sparse._tape_args(tape), p.indptr, p.indices, -1)
+    assert maps[1].shape[0] == tape.n_slots + 1
 
 
 def test_auto_hessian_falls_back_to_dense_on_nonfinite_values():
