@@ -13,7 +13,7 @@ against a budget before building them (a dense prefix chain would make them quad
 import numpy as np
 from numba import njit
 
-from .sparsity import _grow, _sets_sweep, live_ops
+from .sparsity import _sets_sweep, live_ops
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 
@@ -59,7 +59,6 @@ def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_in
     op_need = np.zeros(n_ops, np.uint8)
     gptr = np.zeros(n_slots + 1, np.int64)
     mptr = np.zeros(n_ops + 1, np.int64)
-    total = 0
     for s in range(n_slots):
         gptr[s + 1] = gptr[s] + (size[s] if need[s] else 0)
     for i in range(n_ops):
