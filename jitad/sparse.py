@@ -1,9 +1,11 @@
-"""Sparse Jacobians and Hessians from compressed sweeps, with a plan reused at every point.
+"""Sparse Jacobians and Hessians, with a plan per tape reused at every point.
 
-A plan holds what depends only on the tape: the sparsity pattern (`sparsity.py`), a colouring
-(`coloring.py`), the seed matrix S with one column per colour, and for every pattern entry
-where its value sits in the compressed product. At a point, the values cost one
-multi-direction sweep per block of colours (the tape's parallel block runner) and one gather:
+A plan holds what depends only on the tape: the sparsity pattern (`sparsity.py`), for Hessians
+the maps of the direct accumulation (`direct.py`), a colouring (`coloring.py`), the seed matrix
+S with one column per colour, and for every pattern entry where its value sits in the
+compressed product. At a point, Hessian values come from the direct accumulation when its maps
+were built (within their budget), else, like Jacobian values, from one multi-direction sweep per
+block of colours and one gather:
 
 - Hessian: star colouring of the symmetric pattern, B = H @ S by forward-over-reverse, and
   direct recovery H[i, j] = B[v, c] (GMP 2005, section 4);

@@ -303,8 +303,8 @@ class Tape:
     def hessian(self, x, w=None):
         """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output).
 
-        Computed from compressed HVPs (`sparse.py`) when the tape's Hessian colours into at
-        most n/2 colours, else from n unit directions."""
+        From the tape's sparse plan (`sparse.py`) when its Hessian star-colours into at most
+        n/2 colours (n >= 64), else from n unit HVP directions; the same values either way."""
         x = self._x(x)
         if self.n_inputs >= sparse.AUTO_MIN_N:
             H = sparse.auto_hessian(self, x, w)
@@ -368,7 +368,8 @@ class Tape:
 
     def sparse_hessian(self, x, w=None):
         """The (n, n) Hessian of sum_k w[k]*y[k] at x (n,) as a `SparseMatrix` on
-        `hessian_sparsity()`, from one compressed HVP sweep per colour block."""
+        `hessian_sparsity()`: direct accumulation, or one compressed HVP sweep per colour
+        block (`hessian_plan().method`)."""
         x = self._x(x)
         plan = sparse.hessian_plan(self)
         return sparse.SparseMatrix(plan.pattern, plan.values(self, x, w))

@@ -72,7 +72,13 @@ def test_hessian_pattern_is_the_dense_nonzeros(prog):
     assert pattern.shape == (n, n)
     np.testing.assert_array_equal(pattern.toarray(), tape._dense_hessian(x, None) != 0)
     H = tape.sparse_hessian(x)
-    np.testing.assert_allclose(H.toarray(), tape._dense_hessian(x, None), rtol=1e-13, atol=0)
+    Hd = tape._dense_hessian(x, None)
+    np.testing.assert_allclose(H.toarray(), Hd, rtol=1e-13, atol=0)
+    plan = sparse.HessianPlan(tape)  # the compressed path on the same program
+    plan.direct = None
+    if plan.compressed:
+        np.testing.assert_allclose(sparse.SparseMatrix(plan.pattern, plan.values(tape, x, None))
+                                   .toarray(), Hd, rtol=1e-13, atol=0)
 
 
 @SETTINGS
@@ -411,3 +417,15 @@ def test_functional_and_compiled():
     h = jitad.function(lambda x, y: banded_map(x) * y[0], argnums=0)
     np.testing.assert_allclose(h.sparse_jacobian(x, y).toarray(),
                                jitad.jacobian(lambda x: banded_map(x) * y[0], x), rtol=1e-14)
+
+
+def test_threads_share_a_tape_and_its_plan():
+    from concurrent.futures import ThreadPoolExecutor
+    x = np.random.default_rng(11).uniform(0.5, 1.5, 200)
+    tape = jitad.record(banded, x)
+    points = [x + 0.01 * k for k in range(8)]
+    refs = [tape._dense_hessian(p, None) for p in points]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda p: tape.sparse_hessian(p).toarray(), points * 3))
+    for k, H in enumerate(got):
+        np.testing.assert_allclose(H, refs[k % 8], rtol=1e-12, atol=1e-12)
