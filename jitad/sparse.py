@@ -22,9 +22,10 @@ import numpy as np
 from . import coloring, direct, sparsity, sweeps, workspace
 from . import opcodes as oc
 
-# `Tape.hessian` tries the compressed path from this many inputs on: below it a dense Hessian
-# is a block or two of directions and the plan would not pay for itself.
-AUTO_MIN_N = 64
+# `Tape.hessian` tries the sparse plan from this many inputs on. Below it a dense Hessian is
+# a few blocks of directions, and on dense problems of that size (Lennard-Jones 30, n = 90)
+# finding the pattern costs about as much as the dense Hessian itself (measured).
+AUTO_MIN_N = 128
 # ... and takes it when the colouring has at most this fraction of n colours.
 AUTO_MAX_COLOR_FRACTION = 0.5
 # Colourings up to this many colours run as one sweep of exactly that width.
@@ -141,7 +142,7 @@ class HessianPlan:
     direct_seconds (building the direct maps), coloring_seconds.
     """
 
-    def __init__(self, tape, budget=-1):
+    def __init__(self, tape, budget=-1, direct_maps=True):
         n = tape.n_inputs
         self.n = n
         t0 = time.perf_counter()
@@ -153,11 +154,12 @@ class HessianPlan:
         self.compressed = False
         self.coloring_seconds = self.direct_seconds = 0.0
         self.direct = None
+        self._direct_tried = False
         p = self.pattern
         if p is None:
             return
-        self._build_direct(tape)
-        self.direct_seconds = time.perf_counter() - t1
+        if direct_maps:
+            self._build_direct(tape)
         t1 = time.perf_counter()
         if p.nnz > DENSE_FRACTION * n * n:
             return
@@ -186,17 +188,21 @@ class HessianPlan:
     def _build_direct(self, tape):
         """Maps of the direct accumulation (`direct.py`) when they stay within a few times
         the tape's size (else None)."""
+        t0 = time.perf_counter()
+        self._direct_tried = True
         p = self.pattern
         budget = 8 * (tape.n_slots + tape.arg.shape[0] + tape.ta.shape[0]) + 4 * p.nnz
         maps = direct.direct_plan(*_tape_args(tape), p.indptr, p.indices, budget)
         # empty gptr: over budget; the pair arrays index gval and data with int32
         if maps[1].shape[0] > 0 and max(maps[1][-1], p.nnz) < np.iinfo(np.int32).max:
             self.direct = maps
+        self.direct_seconds = time.perf_counter() - t0
 
     @property
     def method(self):
         """How `values` computes the entries: "direct" (sparse gradients and term pairs),
-        "compressed" (n_colors HVP directions) or "dense" (n directions)."""
+        "compressed" (n_colors HVP directions) or "dense" (n directions). A plan made by the
+        automatic choice of `Tape.hessian` builds its direct maps on its first `values`."""
         return "direct" if self.direct is not None else (
             "compressed" if self.compressed else "dense")
 
@@ -207,6 +213,8 @@ class HessianPlan:
 
     def values(self, tape, x, w):
         """(nnz,) Hessian entries on the pattern at x (validated) for output weights w."""
+        if not self._direct_tried and self.pattern is not None:
+            self._build_direct(tape)  # deferred by the automatic choice until it is needed
         if self.direct is not None:
             _, d1, d2, adj = tape._adjoints(x, tape._weights(w))
             d = self.direct
@@ -319,7 +327,7 @@ def auto_hessian(tape, x, w):
         if plan is None:
             n = tape.n_inputs
             budget = n * (tape.n_slots + tape.arg.shape[0] + tape.ta.shape[0]) // 4
-            plan = HessianPlan(tape, budget)
+            plan = HessianPlan(tape, budget, direct_maps=False)
             if plan.pattern is not None:  # a plan given up over budget is not the tape's plan
                 tape._hess_plan = plan
         plan = tape._hess_auto = plan if plan.auto else False

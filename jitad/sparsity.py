@@ -131,8 +131,9 @@ def _sets_sweep(code, eptr, arg, tptr, ta, tb, n_in, live, keep, terms):
             for r in range(s):
                 if last[r] >= i:
                     total += size[r]
-            # never shrink: each compaction scans every slot so far, so they must stay rare
-            fresh = np.empty(max(2 * (total + k), arena.shape[0]), np.int32)
+            # each compaction scans the s slots so far: room for at least s more entries
+            # keeps their cost amortised (and the arena never shrinks)
+            fresh = np.empty(max(2 * (total + k), arena.shape[0], s), np.int32)
             pos = 0
             for r in range(s):
                 if size[r] > 0 and last[r] >= i:

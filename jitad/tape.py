@@ -304,7 +304,7 @@ class Tape:
         """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output).
 
         From the tape's sparse plan (`sparse.py`) when its Hessian star-colours into at most
-        n/2 colours (n >= 64), else from n unit HVP directions; the same values either way."""
+        n/2 colours (n >= 128), else from n unit HVP directions; the same values either way."""
         x = self._x(x)
         if self.n_inputs >= sparse.AUTO_MIN_N:
             H = sparse.auto_hessian(self, x, w)

@@ -227,6 +227,10 @@ def test_structured_cases(f, n, sparse_expected):
     assert np.array_equal(S.toarray(), S.toarray().T)  # exactly symmetric by construction
     H = tape.hessian(x)  # the dense call: compressed path when the plan says so
     np.testing.assert_allclose(H, Hd, rtol=1e-12, atol=1e-12 * np.abs(Hd).max())
+    assert sparse.auto_hessian(tape, x, None) is None or sparse_expected
+    if sparse_expected:  # what tape.hessian does from AUTO_MIN_N inputs on
+        np.testing.assert_allclose(sparse.auto_hessian(tape, x, None), Hd, rtol=1e-12,
+                                   atol=1e-12 * np.abs(Hd).max())
     if sparse_expected:
         assert plan.n_colors <= {banded: 5, arrow: 2, block_diagonal: 4, rosenbrock: 3}[f]
 
@@ -294,7 +298,7 @@ def test_auto_hessian_falls_back_to_dense_on_nonfinite_values():
     def f(x):
         return np.sum(np.sqrt(x) * x[0])
 
-    x = np.linspace(0.0, 1.0, 70)  # sqrt at 0: inf partials
+    x = np.linspace(0.0, 1.0, 200)  # sqrt at 0: inf partials
     tape = jitad.record(f, x)
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(tape.hessian(x), tape._dense_hessian(x, None))
