@@ -15,6 +15,7 @@ from .functional import grad, hessian, hvp, jacobian, jvp, value_and_grad, vhp, 
 from .lazy import LazyHessian  # noqa: E402
 from .nested import polygamma  # noqa: E402
 from .record import record  # noqa: E402
+from .sparse import SparseMatrix, SparsityPattern  # noqa: E402
 from .tape import Tape  # noqa: E402
 from .tape_io import load as load_tape  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402
@@ -25,4 +26,4 @@ __version__ = "0.1.0"
 __all__ = ["record", "Tape", "Traced", "stack", "__version__",
            "jvp", "vjp", "jacobian", "hessian", "hvp", "vhp", "grad", "value_and_grad",
            "LazyHessian", "function", "Function", "BranchChangedError", "set_num_threads",
-           "get_num_threads", "load_tape", "polygamma"]
+           "get_num_threads", "load_tape", "polygamma", "SparseMatrix", "SparsityPattern"]

@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from . import limits
+from . import limits, sparse
 from .functional import Layout, _shaped, normalize_argnums
 from .guards import BranchChangedError
 from .record import as_float_array, record
@@ -84,8 +84,8 @@ class Function:
     """A function recorded once per input shape signature and replayed afterwards.
 
     Call it like the function; derivatives: grad, value_and_grad, jacobian, hessian,
-    hvp(*args, v=...), jvp(*args, v=...), vjp(*args, w=...), and hessp(x, p, *args) with
-    scipy's signature. `tape(*args)` returns the tape of that signature; `n_traces` counts
+    hvp(*args, v=...), jvp(*args, v=...), vjp(*args, w=...), hessp(x, p, *args) with
+    scipy's signature, and sparse_hessian, sparse_jacobian (`jitad.SparseMatrix`). `tape(*args)` returns the tape of that signature; `n_traces` counts
     the recordings (calls of the Python function).
     """
 
@@ -277,6 +277,25 @@ class Function:
             with np.errstate(invalid="ignore"):  # inf + -inf: nan without a warning
                 H = 0.5 * (H + H.T)
         return lay.hessian(H)
+
+    @_retracing()
+    def sparse_hessian(self, *args):
+        """Hessian of a single-element output as a `jitad.SparseMatrix` over the differentiated
+        arguments flattened and concatenated; the tape's sparsity plan is reused per call."""
+        e, x = self._lookup(args)
+        e.lay.require_scalar_output("sparse_hessian")
+        S = e.tape.sparse_hessian(x)
+        return S if e.lay.sel_all else sparse.select(S, e.lay.sel_idx, e.lay.sel_idx)
+
+    @_retracing()
+    def sparse_jacobian(self, *args):
+        """Jacobian (m, n_sel) of the flattened outputs with respect to the differentiated
+        arguments flattened and concatenated, as a `jitad.SparseMatrix`."""
+        e, x = self._lookup(args)
+        S = e.tape.sparse_jacobian(x)
+        if e.lay.sel_all:
+            return S
+        return sparse.select(S, np.arange(e.lay.m), e.lay.sel_idx)
 
     @_retracing(keywords=True)
     def hvp(self, *args, v=None):

@@ -250,25 +250,32 @@ def _check_batch(lay, inputs_is_tuple):
     return B, N
 
 
-def hessian(func, inputs, strict=False, batch_axis=None, lazy=False, create_graph=False):
+def hessian(func, inputs, strict=False, batch_axis=None, lazy=False, create_graph=False,
+            sparse=False):
     """Hessian of a single-element output.
 
     One input: shape in.shape + in.shape; a tuple of inputs: result[i][j] with shape
     in_i.shape + in_j.shape. batch_axis=0 (paddle): one (B, N) input, func returns (B,) with
     independent samples; returns the (B, N, N) per-sample Hessians from N HVP directions.
     lazy=True: a `LazyHessian` (a tuple of tuples of them for tuple inputs) that computes
-    rows on demand.
+    rows on demand. sparse=True: a `jitad.SparseMatrix` (n, n) over all inputs flattened and
+    concatenated, from compressed HVPs (see `Tape.sparse_hessian`).
     """
     rec = _nested_recorder((inputs,), create_graph)
     if rec is not None:
-        if batch_axis is not None or lazy:
-            raise ValueError("batch_axis and lazy are not supported for Hessians recorded on "
-                             "traced inputs (nested differentiation)")
+        if batch_axis is not None or lazy or sparse:
+            raise ValueError("batch_axis, lazy and sparse are not supported for Hessians "
+                             "recorded on traced inputs (nested differentiation)")
         return _nested().hessian(rec, func, inputs, strict)
     if batch_axis is not None and not (isinstance(batch_axis, numbers.Integral)
                                        and not isinstance(batch_axis, bool) and batch_axis == 0):
         raise ValueError(f"batch_axis must be None or 0 (the leading axis), got {batch_axis!r}")
+    if sparse and (lazy or batch_axis is not None):
+        raise ValueError("sparse=True does not combine with lazy=True or batch_axis")
     tape, lay, x = _setup(func, inputs, strict)
+    if sparse:
+        lay.require_scalar_output("hessian")
+        return tape.sparse_hessian(x)
     if batch_axis is not None:
         if lazy:
             raise ValueError("batch_axis=0 does not combine with lazy=True")

@@ -111,18 +111,19 @@ class InteractionPlan:
         return workspace.cached((self._uid, "interaction"), make)
 
     def hessian(self, tape, x, w):
-        """Dense (n, n) Hessian of sum_k w[k] y[k] at x (x, w validated by the caller).
+        """Dense (n, n) Hessian of sum_k w[k] y[k] at x (x, w validated by the caller), or
+        None where a partial or adjoint is not finite (the caller then uses the HVP sweeps).
 
         Large problems share this thread's point arrays (values and partials at x) with the
         other Tape methods; small ones run in one call on private work arrays."""
         n = tape.n_inputs
         if self.one_call:  # one dispatch with few arguments: what small problems pay for
             H = np.zeros((n, n))
-            ik.hessian_packed(self._ints, self._io, self._floats, self._fo, n, x, w,
+            ok = ik.hessian_packed(self._ints, self._io, self._floats, self._fo, n, x, w,
                               workspace.buffer("ih_packed", (self._wo[-1],)),
                               self._wo, workspace.buffer("ih_ipacked", (2 * self._n_terms,),
                                                          np.int32), H)
-            return H
+            return H if ok else None
         ws = workspace.local()
         work = ws.views.get((self._uid, "interaction")) or self._work(tape)
         key = ws.point_key
@@ -133,6 +134,10 @@ class InteractionPlan:
         H = np.zeros((n, n))
         threads = numba.get_num_threads()
         n_cross = ik.prepare(*args)
+        if not at_point:
+            ws.point_key = (self._uid, xbytes)
+        if n_cross < 0:
+            return None
         rval, rc, xa, xb, xc = work[5], work[7], work[8], work[9], work[10]
         for lo, ln, members in self.groups:
             Bp = workspace.buffer("ih_Bp", (members.shape[0], ln))
@@ -148,6 +153,4 @@ class InteractionPlan:
         else:
             parallel(ik.accumulate_parallel, self.rptr, self.ridx, rval, rc, xa, xb, xc,
                      n_cross, H, threads)
-        if not at_point:
-            ws.point_key = (self._uid, xbytes)
         return H

@@ -318,24 +318,38 @@ def prepare(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, at_poin
             xa, xb, xc):
     """Everything of one Hessian that is linear in the tape size: forward sweep (unless the
     point arrays already hold x), adjoints for weights w, rows, outer-product weights.
-    Returns the number of cross pairs."""
+    Returns the number of cross pairs, or -1 when a row value or a weight is not finite: then
+    the products would mix infinities differently from the HVP sweeps, whose entry-wise special
+    values are the documented ones, so the caller uses those."""
     if not at_point:
         sweeps.forward(code, param, eptr, arg, coef, tptr, n_in, x, True, val, d1, d2)
     sweeps.reverse1(eptr, arg, d1, n_in, out, w, adj)
     rows(eptr, arg, d1, n_in, kind, base, rptr, ridx, scale, rval, acc)
     rc[:] = 0.0
-    return weights(arg, tptr, ta, tb, d2, n_in, adj, term_ops, base, scale, rc, xa, xb, xc)
+    n_cross = weights(arg, tptr, ta, tb, d2, n_in, adj, term_ops, base, scale, rc, xa, xb, xc)
+    bad = 0.0  # inf * 0 and inf - inf are NaN: one sum tells if anything is not finite
+    for q in range(rptr[rptr.shape[0] - 1]):
+        bad += 0.0 * rval[q]
+    for r in range(rc.shape[0]):
+        bad += 0.0 * rc[r]
+    for k in range(n_cross):
+        bad += 0.0 * xc[k]
+    return n_cross if bad == 0.0 else -1
 
 
 @_jit
 def hessian_serial(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, at_point,
                    val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc, rc,
                    xa, xb, xc, H):
-    """The whole Hessian in one call (small problems: one dispatch). H (n, n) zero on entry."""
+    """The whole Hessian in one call (small problems: one dispatch). H (n, n) zero on entry.
+    Returns False (H untouched) where `prepare` finds non-finite values."""
     n_cross = prepare(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, at_point,
                       val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc,
                       rc, xa, xb, xc)
+    if n_cross < 0:
+        return False
     accumulate(rptr, ridx, rval, rc, xa, xb, xc, n_cross, H, 0, 1)
+    return True
 
 
 @_jit
@@ -369,6 +383,6 @@ def hessian_packed(ints, io, floats, fo, n_in, x, w, work, wo, iwork, H):
     xc = work[wo[8]:wo[9]]
     acc[:] = 0.0  # the buffer is shared by plans with other layouts
     nt = ta.shape[0]
-    hessian_serial(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, False,
-                   val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc, rc,
-                   iwork[:nt], iwork[nt:2 * nt], xc, H)
+    return hessian_serial(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, False,
+                          val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc,
+                          rc, iwork[:nt], iwork[nt:2 * nt], xc, H)

@@ -96,6 +96,10 @@ def _build_tables():
 
 OP_NAMES, TERM_PATTERN = _build_tables()
 VALID_CODES = np.array([n != "?" for n in OP_NAMES], dtype=bool)
+# Piecewise-constant ops: their first partial is 0 everywhere (README conventions), so no
+# derivative flows through them; the sparsity sweeps drop their operands.
+PIECEWISE_CONSTANT = ("sign", "floor", "ceil", "rint")
+ZERO_DERIVATIVE = np.array([n in PIECEWISE_CONSTANT for n in OP_NAMES], dtype=np.uint8)
 
 
 def edge_count(code, n_edges):

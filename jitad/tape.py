@@ -13,7 +13,7 @@ import numpy as np
 from . import guard_sweeps
 from . import guards as guards_module
 from . import opcodes as oc
-from . import limits, sweeps, tape_io, workspace
+from . import limits, sparse, sweeps, tape_io, workspace
 from .threads import parallel
 from .interaction import InteractionPlan
 
@@ -307,7 +307,12 @@ class Tape:
         return np.ascontiguousarray(self._hvp_rows(x, w, V, False, V.shape[1]).T)
 
     def hessian(self, x, w=None):
-        """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output)."""
+        """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output).
+
+        Three methods, the same values up to rounding, chosen per tape once from cost
+        estimates: the interaction Hessian (`interaction.py`) when the operands of the
+        second-order terms have sparse gradient rows; else, from 128 inputs, the star-coloured
+        sparse plan (`sparse.py`) when it needs at most n/2 colours; else n unit HVPs."""
         x = self._x(x)
         n = self.n_inputs
         limits.check_dense(n, n, "Hessian")
@@ -316,7 +321,18 @@ class Tape:
             w = _ONE if w is None and self.n_outputs == 1 else self._weights(w)
             if self._guarded:
                 self._point(x)  # checks the guards (raises BranchChangedError)
-            return plan.hessian(self, x, w)
+            H = plan.hessian(self, x, w)
+            if H is not None:
+                return H
+        if n >= sparse.AUTO_MIN_N:
+            H = sparse.auto_hessian(self, x, w)
+            if H is not None:
+                return H
+        return self._dense_hessian(x, w)
+
+    def _dense_hessian(self, x, w):
+        """The Hessian from n unit HVP directions in blocks, symmetrised."""
+        n = self.n_inputs
         H = self._hvp_rows(x, w, _EMPTY2, True, n)
         if n * n <= SERIAL_WORK:
             with np.errstate(invalid="ignore"):  # inf + -inf is nan, as in the sweeps: no warning
@@ -394,3 +410,37 @@ class Tape:
         """Guard g in words, with the source line of its comparison when known."""
         where = guards_module.source(self, g)
         return guards_module.describe(self, g) + ("" if where is None else f" at {where}")
+
+    # ---------------------------------------------------------------- sparse derivatives
+    def jacobian_sparsity(self):
+        """Structural (m, n) Jacobian pattern: a `SparsityPattern` (CSR indptr, indices;
+        .tocsr() with scipy). Conservative, computed once per tape."""
+        return sparse.jacobian_pattern(self)
+
+    def hessian_sparsity(self):
+        """Structural (n, n) symmetric pattern of the Hessian of any weighted sum of the
+        outputs: a `SparsityPattern`. Conservative, no coupling through linear ops."""
+        return sparse.hessian_pattern(self)
+
+    def jacobian_plan(self):
+        """The tape's `sparse.JacobianPlan` (pattern, colouring; built once, reused)."""
+        return sparse.jacobian_plan(self)
+
+    def hessian_plan(self):
+        """The tape's `sparse.HessianPlan` (pattern, star colouring; built once, reused)."""
+        return sparse.hessian_plan(self)
+
+    def sparse_jacobian(self, x):
+        """The (m, n) Jacobian at x (n,) as a `SparseMatrix` on `jacobian_sparsity()`, from
+        one compressed sweep per colour block."""
+        x = self._x(x)
+        plan = sparse.jacobian_plan(self)
+        return sparse.SparseMatrix(plan.pattern, plan.values(self, x))
+
+    def sparse_hessian(self, x, w=None):
+        """The (n, n) Hessian of sum_k w[k]*y[k] at x (n,) as a `SparseMatrix` on
+        `hessian_sparsity()`: direct accumulation, or one compressed HVP sweep per colour
+        block (`hessian_plan().method`)."""
+        x = self._x(x)
+        plan = sparse.hessian_plan(self)
+        return sparse.SparseMatrix(plan.pattern, plan.values(self, x, w))
