@@ -5,6 +5,7 @@ import numpy as np
 
 from . import array_functions  # noqa: F401  (registers numpy functions)
 from . import elementwise  # noqa: F401  (registers ufuncs)
+from .optimize import optimize_arrays
 from .recorder import Recorder
 from .tape import Tape
 from .tracing import Traced, TracedArray, TracedScalar
@@ -59,12 +60,15 @@ def output_slots(rec, out):
     return flat, shapes, is_tuple
 
 
-def record(func, *args):
+def record(func, *args, optimize=True):
     """Record func(*args) on a Tape.
 
     args: numpy arrays of any shape, Python floats/ints or 0-d arrays (taken as float64). They
     are flattened in C order and concatenated into the tape's input vector; func may return a
     scalar, an array or a tuple of them, flattened likewise into the output vector.
+    optimize: fold constants, merge common subexpressions and drop ops no output depends on
+    (`jitad/optimize.py`; `tape.summary()` reports what it did). False keeps the tape as
+    recorded.
     """
     arrays = [as_float_array(a, f"argument {k}") for k, a in enumerate(args)]
     n_in = sum(a.size for a in arrays)
@@ -74,7 +78,13 @@ def record(func, *args):
     slots, shapes, is_tuple = output_slots(rec, out)
     rec.flush()
     x0 = np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0)
-    return Tape(n_in, rec.code.view(), rec.param.view(), rec.eptr.view(), rec.arg.view(),
-                rec.coef.view(), rec.tptr.view(), rec.ta.view(), rec.tb.view(), slots,
-                input_shapes=[a.shape for a in arrays], output_shapes=shapes,
-                output_is_tuple=is_tuple, x0=x0)
+    tape_arrays = (rec.code.view(), rec.param.view(), rec.eptr.view(), rec.arg.view(),
+                   rec.coef.view(), rec.tptr.view(), rec.ta.view(), rec.tb.view())
+    report = None
+    if optimize:
+        opt = optimize_arrays(n_in, *tape_arrays, slots, x=x0)
+        tape_arrays, slots, report = opt.arrays, opt.out, opt.report
+    tape = Tape(n_in, *tape_arrays, slots, input_shapes=[a.shape for a in arrays],
+                output_shapes=shapes, output_is_tuple=is_tuple, x0=x0)
+    tape.optimization = report
+    return tape

@@ -329,3 +329,12 @@ class Tape:
     def input_influence(self):
         """Boolean (n,): which inputs any output depends on (from the tape's structure)."""
         return sweeps.influence(self.eptr, self.arg, self.n_inputs, self.out)
+
+    # ---------------------------------------------------------------- optimisation report
+    optimization = None  # optimize.Report of the passes run when recording ended (record.py)
+
+    def summary(self):
+        """Readable report (str): op counts by kind and slots/edges/terms/bytes, before and
+        after the optimisation passes of `jitad.record`, and what each pass removed."""
+        from .optimize import summary
+        return summary(self)

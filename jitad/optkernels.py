@@ -1,0 +1,317 @@
+"""Numba passes of the tape optimiser (`optimize.py` drives them; see its docstring).
+
+Each pass is one sweep over the flat tape arrays (int32 index arrays, as a Tape holds them).
+Ops only ever read earlier slots, so a forward loop sees every operand's final status before the
+op itself: constant detection and value numbering reach their fixed point in one pass. Arrays
+are validated in `optimize.py` before they get here (no bounds checks in njit code).
+"""
+import numpy as np
+from numba import njit
+
+from . import opcodes as oc
+
+_jit = njit(cache=True, error_model="numpy", nogil=True)
+
+# Binary op kinds whose operands commute exactly (the rule is symmetric in a, b): CSE may
+# compare their operands in sorted order.
+_COMMUTATIVE = np.zeros(oc.N_CODES, dtype=np.uint8)
+for _name in ("multiply", "hypot", "maximum", "minimum", "fmax", "fmin", "logaddexp"):
+    _COMMUTATIVE[oc.binary_code(_name, oc.VV)] = 1
+
+
+@_jit
+def constant_slots(code, eptr, arg, n_in, isc):
+    """isc (n_slots,) uint8 := 1 for slots that do not depend on the inputs: CONST ops, ops
+    without edges and ops whose operands are all such slots.
+
+    Returns (last, n_mixed): the last op that is constant but not a CONST op (-1: none; the
+    forward sweep must run up to it for the folded values) and the number of non-constant ops
+    with at least one constant operand (partial folds).
+    """
+    n_ops = code.shape[0]
+    isc[:n_in] = 0
+    last = -1
+    n_mixed = 0
+    for i in range(n_ops):
+        n_c = 0
+        e0 = eptr[i]
+        e1 = eptr[i + 1]
+        for e in range(e0, e1):
+            n_c += isc[arg[e]]
+        if n_c == e1 - e0:
+            isc[n_in + i] = 1
+            if code[i] != oc.CONST:
+                last = i
+        else:
+            isc[n_in + i] = 0
+            if n_c:
+                n_mixed += 1
+    return last, n_mixed
+
+
+@_jit
+def _cval(code, param, val, n_in, s):
+    """Value of constant slot s: CONST ops hold it in param, folded ops in val (forward sweep)."""
+    i = s - n_in
+    return param[i] if code[i] == oc.CONST else val[s]
+
+
+@_jit
+def fold(code, param, eptr, arg, coef, tptr, ta, tb, n_in, isc, val,
+         ncode, nparam, neptr, narg, ncoef, ntptr, nta, ntb, emap, stats):
+    """Constant folding into the n* arrays (same ops and slots; edges and terms only drop).
+
+    Constant ops become CONST ops holding their value (val from the forward sweep, i.e. the
+    op's own rule). Non-constant ops lose their constant operands: LIN adds coef * value to
+    param; DOT adds products of constant pairs to param and becomes LIN when every remaining
+    pair has one constant side (its value becomes the coefficient); a binary op in mode VV
+    moves its constant operand into param (mode VC or CV). A term survives when both its edges
+    do, which gives each mode its term pattern of `opcodes.py`. emap (n_edges,) work array.
+    stats (3,) int64 := ops made CONST, ops partially folded, edges removed.
+    Returns (n_edges, n_terms) of the result.
+    """
+    n_ops = code.shape[0]
+    E = 0
+    T = 0
+    neptr[0] = 0
+    ntptr[0] = 0
+    n_const = 0
+    n_part = 0
+    e_before = eptr[n_ops]
+    for i in range(n_ops):
+        c = code[i]
+        e0 = eptr[i]
+        e1 = eptr[i + 1]
+        s = n_in + i
+        p = param[i]
+        nc = c
+        if isc[s]:
+            if c != oc.CONST:
+                n_const += 1
+            nc = oc.CONST
+            p = _cval(code, param, val, n_in, s)
+            for e in range(e0, e1):
+                emap[e] = -1
+        else:
+            n_c = 0
+            for e in range(e0, e1):
+                n_c += isc[arg[e]]
+            if n_c == 0:
+                for e in range(e0, e1):
+                    narg[E] = arg[e]
+                    ncoef[E] = coef[e]
+                    emap[e] = E
+                    E += 1
+            else:
+                n_part += 1
+                if c == oc.LIN:
+                    for e in range(e0, e1):
+                        a = arg[e]
+                        if isc[a]:
+                            p += coef[e] * _cval(code, param, val, n_in, a)
+                            emap[e] = -1
+                        else:
+                            narg[E] = a
+                            ncoef[E] = coef[e]
+                            emap[e] = E
+                            E += 1
+                elif c == oc.DOT:
+                    traced_pair = False  # a pair with no constant side stays a product
+                    for e in range(e0, e1, 2):
+                        if isc[arg[e]] == 0 and isc[arg[e + 1]] == 0:
+                            traced_pair = True
+                    if not traced_pair:
+                        nc = oc.LIN
+                    for e in range(e0, e1, 2):
+                        a = arg[e]
+                        b = arg[e + 1]
+                        if isc[a] and isc[b]:
+                            p += _cval(code, param, val, n_in, a) * _cval(code, param, val, n_in, b)
+                            emap[e] = -1
+                            emap[e + 1] = -1
+                        elif not traced_pair:  # one constant side: a LIN edge
+                            if isc[a]:
+                                k, kc = e + 1, a
+                                emap[e] = -1
+                            else:
+                                k, kc = e, b
+                                emap[e + 1] = -1
+                            narg[E] = arg[k]
+                            ncoef[E] = _cval(code, param, val, n_in, kc)
+                            emap[k] = E
+                            E += 1
+                        else:
+                            for k in range(e, e + 2):
+                                narg[E] = arg[k]
+                                ncoef[E] = coef[k]
+                                emap[k] = E
+                                E += 1
+                else:  # binary VV with one constant operand (others are constant when any is)
+                    if isc[arg[e0]]:
+                        nc = c + oc.CV
+                        p = _cval(code, param, val, n_in, arg[e0])
+                        k = e0 + 1
+                        emap[e0] = -1
+                    else:
+                        nc = c + oc.VC
+                        p = _cval(code, param, val, n_in, arg[e0 + 1])
+                        k = e0
+                        emap[e0 + 1] = -1
+                    narg[E] = arg[k]
+                    ncoef[E] = coef[k]
+                    emap[k] = E
+                    E += 1
+        ncode[i] = nc
+        nparam[i] = p
+        neptr[i + 1] = E
+        if nc != oc.CONST and nc != oc.LIN:
+            for t in range(tptr[i], tptr[i + 1]):
+                a = emap[ta[t]]
+                b = emap[tb[t]]
+                if a >= 0 and b >= 0:
+                    nta[T] = a
+                    ntb[T] = b
+                    T += 1
+        ntptr[i + 1] = T
+    stats[0] = n_const
+    stats[1] = n_part
+    stats[2] = e_before - E
+    return E, T
+
+
+@_jit
+def _is_paired(c, commutative, pbits, ne):
+    """Whether the op's edges form exactly commutative pairs (2k, 2k+1), compared by CSE in
+    canonical order (by operand representative, then coefficient bits): DOT pairs, commutative
+    binary ops, and 2-edge LIN ops with param +0.0 (0 + x + y == 0 + y + x in floating point)."""
+    return c == oc.DOT or (ne == 2 and (commutative[c] == 1 or (c == oc.LIN and pbits == 0)))
+
+
+@_jit
+def _canon(e, e0, e1, arg, cbits, rep, paired):
+    """Edge index read at position e of the op's canonical edge order."""
+    if paired and e + 1 - ((e - e0) % 2) < e1:
+        f = e - ((e - e0) % 2)  # first edge of the pair
+        ra = rep[arg[f]]
+        rb = rep[arg[f + 1]]
+        if ra > rb or (ra == rb and cbits[f] > cbits[f + 1]):
+            return f + 1 if e == f else f
+    return e
+
+
+@_jit
+def _hash_op(c, pbits, e0, e1, arg, cbits, rep, paired):
+    h = np.int64(c) * np.int64(-7046029254386353131) + pbits
+    for e in range(e0, e1):
+        a = _canon(e, e0, e1, arg, cbits, rep, paired)
+        h = (h ^ rep[arg[a]]) * np.int64(1099511628211)
+        h = (h ^ cbits[a]) * np.int64(1099511628211)
+    return h ^ (h >> 31)
+
+
+@_jit
+def value_numbering(code, pbits, eptr, arg, cbits, n_in, rep, table):
+    """Common-subexpression elimination: rep (n_slots,) := the first slot holding the same
+    value as each slot (itself when none). Two ops are the same when code, param bits, operand
+    representatives and coefficient bits agree, operands of exactly commutative pairs compared
+    in canonical order. One forward pass reaches the fixed point: operands are renamed before
+    an op is looked up. table: int64 work array, a power of two longer than the op count.
+    Returns the number of merged ops."""
+    n_ops = code.shape[0]
+    for s in range(n_in):
+        rep[s] = s
+    mask = table.shape[0] - 1
+    table[:] = -1
+    merged = 0
+    commutative = _COMMUTATIVE
+    for i in range(n_ops):
+        c = code[i]
+        e0 = eptr[i]
+        e1 = eptr[i + 1]
+        paired = _is_paired(c, commutative, pbits[i], e1 - e0)
+        h = _hash_op(c, pbits[i], e0, e1, arg, cbits, rep, paired)
+        slot = h & mask
+        r = n_in + i
+        while True:
+            j = table[slot]
+            if j < 0:
+                table[slot] = i
+                break
+            f0 = eptr[j]
+            if code[j] == c and pbits[j] == pbits[i] and eptr[j + 1] - f0 == e1 - e0:
+                same = True
+                for k in range(e1 - e0):
+                    a = _canon(e0 + k, e0, e1, arg, cbits, rep, paired)
+                    b = _canon(f0 + k, f0, f0 + e1 - e0, arg, cbits, rep, paired)
+                    if rep[arg[a]] != rep[arg[b]] or cbits[a] != cbits[b]:
+                        same = False
+                        break
+                if same:
+                    r = n_in + j
+                    merged += 1
+                    break
+            slot = (slot + 1) & mask
+        rep[n_in + i] = r
+    return merged
+
+
+@_jit
+def mark_live(eptr, arg, tptr, n_in, rep, roots, live):
+    """Dead-op elimination: live (n_slots,) uint8 := 1 for the slots some root (output or kept
+    slot) depends on, through representatives (merged ops are never live).
+    Returns (ops, edges, terms) of the live ops."""
+    n_ops = eptr.shape[0] - 1
+    live[:] = 0
+    for k in range(roots.shape[0]):
+        live[rep[roots[k]]] = 1
+    n_live = 0
+    n_e = 0
+    n_t = 0
+    for i in range(n_ops - 1, -1, -1):
+        if live[n_in + i]:
+            n_live += 1
+            n_t += tptr[i + 1] - tptr[i]
+            for e in range(eptr[i], eptr[i + 1]):
+                live[rep[arg[e]]] = 1
+                n_e += 1
+    return n_live, n_e, n_t
+
+
+@_jit
+def compact(code, param, eptr, arg, coef, tptr, ta, tb, n_in, rep, live,
+            slot_map, ncode, nparam, neptr, narg, ncoef, ntptr, nta, ntb):
+    """Copy the live ops into the n* arrays, renumbered: slot_map (n_slots,) := the new slot of
+    every old slot (inputs keep theirs; a merged op maps to its representative's; -1: removed).
+    Operands are renamed through slot_map; term edge indices shift with their op's edges."""
+    n_ops = code.shape[0]
+    for s in range(n_in):
+        slot_map[s] = s
+    k = 0
+    E = 0
+    T = 0
+    neptr[0] = 0
+    ntptr[0] = 0
+    for i in range(n_ops):
+        s = n_in + i
+        if live[s] == 0:
+            slot_map[s] = -1
+            continue
+        slot_map[s] = n_in + k
+        ncode[k] = code[i]
+        nparam[k] = param[i]
+        e0 = eptr[i]
+        shift = E - e0
+        for e in range(e0, eptr[i + 1]):
+            narg[E] = slot_map[rep[arg[e]]]
+            ncoef[E] = coef[e]
+            E += 1
+        for t in range(tptr[i], tptr[i + 1]):
+            nta[T] = ta[t] + shift
+            ntb[T] = tb[t] + shift
+            T += 1
+        k += 1
+        neptr[k] = E
+        ntptr[k] = T
+    for s in range(n_in, n_in + n_ops):
+        if slot_map[s] < 0 and live[rep[s]]:
+            slot_map[s] = slot_map[rep[s]]
