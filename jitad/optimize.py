@@ -155,6 +155,7 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
     n_ops = code.shape[0]
     n_slots = n_in + n_ops
     before = Sizes.of(n_in, code, eptr, tptr, out)
+    before_code = code
     for what, slots in [("output", out)] + [("kept slots", k) for k in keep]:
         if slots.size and (slots.min() < 0 or slots.max() >= n_slots):
             raise ValueError(f"{what}: slot outside the tape (0..{n_slots - 1})")
@@ -173,9 +174,12 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
                 sweeps.forward(code[: last + 1], param[: last + 1], eptr[: last + 2], arg, coef,
                                tptr[: last + 2], n_in, xin, False, val, val[:0], val[:0])
         n_edges, n_terms = arg.shape[0], ta.shape[0]
-        f = (np.empty(n_ops, np.uint8), np.empty(n_ops), np.empty(n_ops + 1, INDEX),
-             np.empty(n_edges, INDEX), np.empty(n_edges), np.empty(n_ops + 1, INDEX),
-             np.empty(n_terms, INDEX), np.empty(n_terms, INDEX))
+        # the folded tape is an intermediate (compact copies the live ops out): work buffers
+        b = workspace.buffer
+        f = (b("opt_code", (n_ops,), np.uint8), b("opt_param", (n_ops,)),
+             b("opt_eptr", (n_ops + 1,), INDEX), b("opt_arg", (n_edges,), INDEX),
+             b("opt_coef", (n_edges,)), b("opt_tptr", (n_ops + 1,), INDEX),
+             b("opt_ta", (n_terms,), INDEX), b("opt_tb", (n_terms,), INDEX))
         emap = workspace.buffer("opt_emap", (n_edges,), np.int64)
         stats = np.zeros(3, np.int64)
         E, T = ok.fold(code, param, eptr, arg, coef, tptr, ta, tb, n_in, isc, val, *f, emap,
@@ -186,10 +190,12 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
         report.folded, report.partially_folded, report.folded_edges = (int(v) for v in stats)
 
     # 2. common subexpressions
-    rep = workspace.buffer("opt_rep", (n_slots,), np.int64)
-    table = workspace.buffer("opt_table", (max(16, 1 << (2 * n_ops).bit_length()),), np.int64)
+    rep = workspace.buffer("opt_rep", (n_slots,), np.int32)
+    work = (workspace.buffer("opt_head", (n_slots,), np.int32),
+            workspace.buffer("opt_next", (n_ops,), np.int32),
+            workspace.buffer("opt_table", (max(16, 1 << (2 * n_ops).bit_length()),), np.int32))
     report.merged = int(ok.value_numbering(code, param.view(np.int64), eptr, arg,
-                                           coef.view(np.int64), n_in, rep, table))
+                                           coef.view(np.int64), n_in, rep, *work))
 
     # 3. dead ops, then renumbering
     roots = np.concatenate([out.ravel().astype(np.int64)] + [k.ravel().astype(np.int64)
@@ -197,14 +203,20 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
     live = workspace.buffer("opt_live", (n_slots,), np.uint8)
     n_live, n_e, n_t = ok.mark_live(eptr, arg, tptr, n_in, rep, roots, live)
     report.dead = n_ops - n_live - report.merged
-    slot_map = np.empty(n_slots, np.int64)
-    new = (np.empty(n_live, np.uint8), np.empty(n_live), np.empty(n_live + 1, INDEX),
-           np.empty(n_e, INDEX), np.empty(n_e), np.empty(n_live + 1, INDEX),
-           np.empty(n_t, INDEX), np.empty(n_t, INDEX))
-    ok.compact(code, param, eptr, arg, coef, tptr, ta, tb, n_in, rep, live, slot_map, *new)
+    if n_live == n_ops and not report.merged and not report.folded and code is before_code:
+        # nothing removed (partial folds keep slots): no renumbering, the arrays as they are
+        slot_map = np.arange(n_slots, dtype=np.int64)
+        new = (code, param, eptr, arg, coef, tptr, ta, tb)
+    else:
+        slot_map = np.empty(n_slots, np.int64)
+        new = (np.empty(n_live, np.uint8), np.empty(n_live), np.empty(n_live + 1, INDEX),
+               np.empty(n_e, INDEX), np.empty(n_e), np.empty(n_live + 1, INDEX),
+               np.empty(n_t, INDEX), np.empty(n_t, INDEX))
+        ok.compact(code, param, eptr, arg, coef, tptr, ta, tb, n_in, rep, live, slot_map, *new)
     new_out = remap_slots(out, slot_map, "output")
     new_keep = [remap_slots(k, slot_map, "kept slots") for k in keep]
-    report.after = Sizes.of(n_in, new[0], new[2], new[5], new_out)
+    report.after = (before if new[0] is before_code else
+                    Sizes.of(n_in, new[0], new[2], new[5], new_out))
     report.seconds = time.perf_counter() - t0
     return Optimized(*new, new_out, new_keep, slot_map, report)
 

@@ -11,6 +11,8 @@ from numba import njit
 from . import opcodes as oc
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
+# small helpers of the hot loops: inlined in Numba IR (as separate calls they cost ~4x here)
+_inline = njit(cache=True, error_model="numpy", nogil=True, inline="always")
 
 # Binary op kinds whose operands commute exactly (the rule is symmetric in a, b): CSE may
 # compare their operands in sorted order.
@@ -179,78 +181,116 @@ def fold(code, param, eptr, arg, coef, tptr, ta, tb, n_in, isc, val,
     return E, T
 
 
-@_jit
-def _is_paired(c, commutative, pbits, ne):
-    """Whether the op's edges form exactly commutative pairs (2k, 2k+1), compared by CSE in
-    canonical order (by operand representative, then coefficient bits): DOT pairs, commutative
+_M1 = np.int64(-7046029254386353131)
+_M2 = np.int64(1099511628211)
+CHAIN = 16  # ops kept per first operand before further ones go to the hash table
+
+
+@_inline
+def _is_paired(c, pb, ne):
+    """Whether the op's edges are exactly commutative pairs (2k, 2k+1): DOT pairs, commutative
     binary ops, and 2-edge LIN ops with param +0.0 (0 + x + y == 0 + y + x in floating point)."""
-    return c == oc.DOT or (ne == 2 and (commutative[c] == 1 or (c == oc.LIN and pbits == 0)))
+    return c == oc.DOT or (ne == 2 and (_COMMUTATIVE[c] == 1 or (c == oc.LIN and pb == 0)))
 
 
-@_jit
-def _canon(e, e0, e1, arg, cbits, rep, paired):
-    """Edge index read at position e of the op's canonical edge order."""
-    if paired and e + 1 - ((e - e0) % 2) < e1:
-        f = e - ((e - e0) % 2)  # first edge of the pair
-        ra = rep[arg[f]]
-        rb = rep[arg[f + 1]]
-        if ra > rb or (ra == rb and cbits[f] > cbits[f + 1]):
-            return f + 1 if e == f else f
+@_inline
+def _canonical(e, k, paired, arg, cbits, rep):
+    """Edge read at position k (edge e = e0 + k) of the op's canonical edge order: the two
+    edges of a commutative pair ordered by (operand representative, coefficient bits)."""
+    if paired:
+        f = e - (k & 1)
+        if f + 1 < arg.shape[0]:
+            ra = rep[arg[f]]
+            rb = rep[arg[f + 1]]
+            if ra > rb or (ra == rb and cbits[f] > cbits[f + 1]):
+                return e + 1 - 2 * (k & 1)
     return e
 
 
-@_jit
-def _hash_op(c, pbits, e0, e1, arg, cbits, rep, paired):
-    h = np.int64(c) * np.int64(-7046029254386353131) + pbits
-    for e in range(e0, e1):
-        a = _canon(e, e0, e1, arg, cbits, rep, paired)
-        h = (h ^ rep[arg[a]]) * np.int64(1099511628211)
-        h = (h ^ cbits[a]) * np.int64(1099511628211)
-    return h ^ (h >> 31)
+@_inline
+def _same(i, j, paired, code, pbits, eptr, arg, cbits, rep):
+    """Whether ops i and j compute the same value (edges compared in canonical order)."""
+    e0 = eptr[i]
+    f0 = eptr[j]
+    ne = eptr[i + 1] - e0
+    if code[j] != code[i] or pbits[j] != pbits[i] or eptr[j + 1] - f0 != ne:
+        return False
+    for k in range(ne):
+        a = _canonical(e0 + k, k, paired, arg, cbits, rep)
+        b = _canonical(f0 + k, k, paired, arg, cbits, rep)
+        if rep[arg[a]] != rep[arg[b]] or cbits[a] != cbits[b]:
+            return False
+    return True
 
 
 @_jit
-def value_numbering(code, pbits, eptr, arg, cbits, n_in, rep, table):
+def value_numbering(code, pbits, eptr, arg, cbits, n_in, rep, head, nxt, table):
     """Common-subexpression elimination: rep (n_slots,) := the first slot holding the same
-    value as each slot (itself when none). Two ops are the same when code, param bits, operand
-    representatives and coefficient bits agree, operands of exactly commutative pairs compared
-    in canonical order. One forward pass reaches the fixed point: operands are renamed before
-    an op is looked up. table: int64 work array, a power of two longer than the op count.
-    Returns the number of merged ops."""
+    value as each slot (itself when none).
+
+    Two ops are the same when code, param bits, operand representatives and coefficient bits
+    agree, the edges of exactly commutative pairs compared in canonical order (`_canonical`).
+    One forward pass reaches the fixed point: operands are renamed before an op is looked up.
+
+    Candidates are found by first operand: head (n_slots,) and nxt (n_ops,) int32 chain up to
+    CHAIN earlier ops per first operand representative, which keeps lookups near the op's own
+    operands in memory; ops without edges and ops whose first operand already has a full chain
+    go to the open-addressing hash table (int32, a power of two longer than the op count). An
+    earlier identical op is therefore always in one of the two places.
+    Returns the number of merged ops.
+    """
     n_ops = code.shape[0]
     for s in range(n_in):
         rep[s] = s
+    head[: n_in + n_ops] = -1
     mask = table.shape[0] - 1
-    table[:] = -1
+    table_ready = False
     merged = 0
-    commutative = _COMMUTATIVE
     for i in range(n_ops):
         c = code[i]
         e0 = eptr[i]
-        e1 = eptr[i + 1]
-        paired = _is_paired(c, commutative, pbits[i], e1 - e0)
-        h = _hash_op(c, pbits[i], e0, e1, arg, cbits, rep, paired)
-        slot = h & mask
+        ne = eptr[i + 1] - e0
+        pb = pbits[i]
+        paired = c == oc.DOT or (ne == 2 and (_COMMUTATIVE[c] == 1 or (c == oc.LIN and pb == 0)))
         r = n_in + i
-        while True:
-            j = table[slot]
-            if j < 0:
-                table[slot] = i
-                break
-            f0 = eptr[j]
-            if code[j] == c and pbits[j] == pbits[i] and eptr[j + 1] - f0 == e1 - e0:
-                same = True
-                for k in range(e1 - e0):
-                    a = _canon(e0 + k, e0, e1, arg, cbits, rep, paired)
-                    b = _canon(f0 + k, f0, f0 + e1 - e0, arg, cbits, rep, paired)
-                    if rep[arg[a]] != rep[arg[b]] or cbits[a] != cbits[b]:
-                        same = False
-                        break
-                if same:
+        first = -1
+        steps = 0
+        if ne:
+            first = rep[arg[e0]]
+            if paired and ne > 1:
+                second = rep[arg[e0 + 1]]
+                if second < first:
+                    first = second
+            j = head[first]
+            while j >= 0:
+                if (code[j] == c and pbits[j] == pb and eptr[j + 1] - eptr[j] == ne
+                        and _same(i, j, paired, code, pbits, eptr, arg, cbits, rep)):
                     r = n_in + j
-                    merged += 1
                     break
-            slot = (slot + 1) & mask
+                j = nxt[j]
+                steps += 1
+        if r == n_in + i and (ne == 0 or steps >= CHAIN):
+            if not table_ready:
+                table[:] = -1
+                table_ready = True
+            h = (np.int64(c) + 1) * _M1 + pb
+            for k in range(ne):
+                e = _canonical(e0 + k, k, paired, arg, cbits, rep)
+                h = (((h ^ rep[arg[e]]) * _M2) ^ cbits[e]) * _M2
+            slot = (h ^ (h >> 29)) & mask
+            while table[slot] >= 0:
+                j = table[slot]
+                if _same(i, j, paired, code, pbits, eptr, arg, cbits, rep):
+                    r = n_in + j
+                    break
+                slot = (slot + 1) & mask
+            if r == n_in + i:
+                table[slot] = i
+        elif r == n_in + i:
+            nxt[i] = head[first]
+            head[first] = i
+        if r != n_in + i:
+            merged += 1
         rep[n_in + i] = r
     return merged
 
