@@ -114,22 +114,10 @@ def remap_slots(slots, slot_map, what="slot"):
     return new.astype(INDEX, copy=False)
 
 
-def _check(n_in, code, param, eptr, arg, coef, tptr, ta, tb):
-    """Shapes and ranges the kernels rely on (they do no bounds checks)."""
-    n_ops, n_edges, n_terms = code.shape[0], arg.shape[0], ta.shape[0]
-    if (param.shape != (n_ops,) or eptr.shape != (n_ops + 1,) or tptr.shape != (n_ops + 1,)
-            or coef.shape != (n_edges,) or tb.shape != (n_terms,)):
-        raise ValueError("tape arrays of inconsistent lengths")
-    if eptr[0] != 0 or eptr[-1] != n_edges or tptr[0] != 0 or tptr[-1] != n_terms:
-        raise ValueError("tape offsets do not span the edge/term arrays")
-    if n_ops and (np.any(np.diff(eptr) < 0) or np.any(np.diff(tptr) < 0)):
-        raise ValueError("tape offsets are not increasing")
-    if n_edges and (arg.min() < 0 or arg.max() >= n_in + n_ops):
-        raise ValueError("operand slot outside the tape")
-    if n_terms and (min(ta.min(), tb.min()) < 0 or max(ta.max(), tb.max()) >= n_edges):
-        raise ValueError("term edge outside the tape")
-    if n_ops and not oc.VALID_CODES[code].all():
-        raise ValueError("unknown op code on the tape")
+_VALID = np.zeros(256, dtype=bool)
+_VALID[: oc.N_CODES] = oc.VALID_CODES
+_ERRORS = {1: "unknown op code on the tape", 2: "tape offsets do not increase within the edge/term arrays",
+           3: "operand that is not an earlier slot", 4: "term edge outside its op's edges"}
 
 
 def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=None, keep=()):
@@ -151,19 +139,24 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
     tb = _index_array(tb, "term edges")
     out = np.asarray(out)
     keep = [np.asarray(k) for k in keep]
-    _check(n_in, code, param, eptr, arg, coef, tptr, ta, tb)
-    n_ops = code.shape[0]
+    n_ops, n_edges, n_terms = code.shape[0], arg.shape[0], ta.shape[0]
+    if (param.shape != (n_ops,) or eptr.shape != (n_ops + 1,) or tptr.shape != (n_ops + 1,)
+            or coef.shape != (n_edges,) or tb.shape != (n_terms,)):
+        raise ValueError("tape arrays of inconsistent lengths")
     n_slots = n_in + n_ops
-    before = Sizes.of(n_in, code, eptr, tptr, out)
-    before_code = code
     for what, slots in [("output", out)] + [("kept slots", k) for k in keep]:
         if slots.size and (slots.min() < 0 or slots.max() >= n_slots):
             raise ValueError(f"{what}: slot outside the tape (0..{n_slots - 1})")
+    counts = np.empty(oc.N_CODES, np.int64)
+    isc = workspace.buffer("opt_flags", (n_slots,), np.uint8)
+    err, last, n_mixed = ok.scan(code, eptr, arg, tptr, ta, tb, n_in, _VALID, counts, isc)
+    if err:
+        raise ValueError(f"corrupt tape: {_ERRORS[err]}")
+    before = Sizes(n_in, int(out.size), n_ops, n_edges, n_terms, counts)
+    before_code = code
     report = Report(before, before)
 
     # 1. constant folding
-    isc = workspace.buffer("opt_flags", (n_slots,), np.uint8)
-    last, n_mixed = ok.constant_slots(code, eptr, arg, n_in, isc)
     if last >= 0 or n_mixed:
         val = workspace.buffer("fval", (n_slots,))
         if last >= 0:
@@ -263,9 +256,11 @@ def summary(tape):
         else:
             lines.append(f"    {name:<18}{before.counts[c]:>12}{after.counts[c]:>12}")
     if rep is not None:
-        lines.append(
-            f"  passes: constant folding made {rep.folded} ops constants and folded constant "
-            f"operands of {rep.partially_folded} more ({rep.folded_edges} edges removed); "
-            f"CSE merged {rep.merged} duplicate ops; dead-op elimination removed {rep.dead} "
-            f"ops ({rep.seconds * 1e3:.3g} ms)")
+        t = rep.seconds
+        lines += ["  passes:",
+                  f"    constant folding  {rep.folded} ops made constants, constant operands of "
+                  f"{rep.partially_folded} more folded ({rep.folded_edges} edges removed)",
+                  f"    CSE               {rep.merged} duplicate ops merged",
+                  f"    dead ops          {rep.dead} ops removed",
+                  f"    time              " + (f"{t:.3g} s" if t >= 1 else f"{t * 1e3:.3g} ms")]
     return "\n".join(lines)

@@ -22,33 +22,58 @@ for _name in ("multiply", "hypot", "maximum", "minimum", "fmax", "fmin", "logadd
 
 
 @_jit
-def constant_slots(code, eptr, arg, n_in, isc):
-    """isc (n_slots,) uint8 := 1 for slots that do not depend on the inputs: CONST ops, ops
+def scan(code, eptr, arg, tptr, ta, tb, n_in, valid, counts, isc):
+    """Validate the tape and find its constant slots, in one forward pass.
+
+    Checks (reading nothing out of bounds, since the arrays are not trusted yet): op codes are
+    valid (`valid` (256,) bool), offsets increase within the edge/term arrays, every operand is
+    an earlier slot, every term pairs edges of its own op. counts (N_CODES,) int64 := ops per
+    code. isc (n_slots,) uint8 := 1 for slots that do not depend on the inputs: CONST ops, ops
     without edges and ops whose operands are all such slots.
 
-    Returns (last, n_mixed): the last op that is constant but not a CONST op (-1: none; the
-    forward sweep must run up to it for the folded values) and the number of non-constant ops
-    with at least one constant operand (partial folds).
+    Returns (error, last, n_mixed): error 0 when valid (1 op code, 2 offsets, 3 operand, 4 term);
+    the last op that is constant but not a CONST op (-1: none; the forward sweep must run up to
+    it for the folded values); the number of non-constant ops with a constant operand.
     """
     n_ops = code.shape[0]
+    n_edges = arg.shape[0]
+    n_terms = ta.shape[0]
     isc[:n_in] = 0
+    counts[:] = 0
     last = -1
     n_mixed = 0
+    if eptr[0] != 0 or tptr[0] != 0 or eptr[n_ops] != n_edges or tptr[n_ops] != n_terms:
+        return 2, last, n_mixed
     for i in range(n_ops):
-        n_c = 0
+        c = code[i]
+        if not valid[c]:
+            return 1, last, n_mixed
+        counts[c] += 1
         e0 = eptr[i]
         e1 = eptr[i + 1]
+        t0 = tptr[i]
+        t1 = tptr[i + 1]
+        if e1 < e0 or e1 > n_edges or t1 < t0 or t1 > n_terms:
+            return 2, last, n_mixed
+        s = n_in + i
+        n_c = 0
         for e in range(e0, e1):
-            n_c += isc[arg[e]]
+            a = arg[e]
+            if a < 0 or a >= s:
+                return 3, last, n_mixed
+            n_c += isc[a]
+        for t in range(t0, t1):
+            if ta[t] < e0 or ta[t] >= e1 or tb[t] < e0 or tb[t] >= e1:
+                return 4, last, n_mixed
         if n_c == e1 - e0:
-            isc[n_in + i] = 1
-            if code[i] != oc.CONST:
+            isc[s] = 1
+            if c != oc.CONST:
                 last = i
         else:
-            isc[n_in + i] = 0
+            isc[s] = 0
             if n_c:
                 n_mixed += 1
-    return last, n_mixed
+    return 0, last, n_mixed
 
 
 @_jit
@@ -187,40 +212,51 @@ CHAIN = 16  # ops kept per first operand before further ones go to the hash tabl
 
 
 @_inline
-def _is_paired(c, pb, ne):
-    """Whether the op's edges are exactly commutative pairs (2k, 2k+1): DOT pairs, commutative
-    binary ops, and 2-edge LIN ops with param +0.0 (0 + x + y == 0 + y + x in floating point)."""
-    return c == oc.DOT or (ne == 2 and (_COMMUTATIVE[c] == 1 or (c == oc.LIN and pb == 0)))
+def _pair(rep, arg, cbits, e):
+    """(rep, coef bits) of edges e and e + 1 in canonical order: by representative, then bits."""
+    ra = rep[arg[e]]
+    rb = rep[arg[e + 1]]
+    ca = cbits[e]
+    cb = cbits[e + 1]
+    if ra > rb or (ra == rb and ca > cb):
+        return rb, cb, ra, ca
+    return ra, ca, rb, cb
 
 
 @_inline
-def _canonical(e, k, paired, arg, cbits, rep):
-    """Edge read at position k (edge e = e0 + k) of the op's canonical edge order: the two
-    edges of a commutative pair ordered by (operand representative, coefficient bits)."""
-    if paired:
-        f = e - (k & 1)
-        if f + 1 < arg.shape[0]:
-            ra = rep[arg[f]]
-            rb = rep[arg[f + 1]]
-            if ra > rb or (ra == rb and cbits[f] > cbits[f + 1]):
-                return e + 1 - 2 * (k & 1)
-    return e
-
-
-@_inline
-def _same(i, j, paired, code, pbits, eptr, arg, cbits, rep):
-    """Whether ops i and j compute the same value (edges compared in canonical order)."""
+def _same(i, j, paired, eptr, arg, cbits, rep):
+    """Whether ops i and j, of the same code, param and edge count, have the same operands
+    (representatives) and coefficients, exactly commutative pairs in canonical order."""
     e0 = eptr[i]
     f0 = eptr[j]
     ne = eptr[i + 1] - e0
-    if code[j] != code[i] or pbits[j] != pbits[i] or eptr[j + 1] - f0 != ne:
-        return False
-    for k in range(ne):
-        a = _canonical(e0 + k, k, paired, arg, cbits, rep)
-        b = _canonical(f0 + k, k, paired, arg, cbits, rep)
-        if rep[arg[a]] != rep[arg[b]] or cbits[a] != cbits[b]:
+    k = 0
+    if paired:
+        while k + 1 < ne:
+            if _pair(rep, arg, cbits, e0 + k) != _pair(rep, arg, cbits, f0 + k):
+                return False
+            k += 2
+    while k < ne:
+        if rep[arg[e0 + k]] != rep[arg[f0 + k]] or cbits[e0 + k] != cbits[f0 + k]:
             return False
+        k += 1
     return True
+
+
+@_inline
+def _hash(c, pb, paired, e0, e1, arg, cbits, rep):
+    """Hash of an op's code, param bits and canonical (representative, coef bits) edges."""
+    h = (np.int64(c) + 1) * _M1 + pb
+    e = e0
+    if paired:
+        while e + 1 < e1:
+            ra, ca, rb, cb = _pair(rep, arg, cbits, e)
+            h = (((((h ^ ra) * _M2) ^ ca) * _M2 ^ rb) * _M2 ^ cb) * _M2
+            e += 2
+    while e < e1:
+        h = (((h ^ rep[arg[e]]) * _M2) ^ cbits[e]) * _M2
+        e += 1
+    return h ^ (h >> 29)
 
 
 @_jit
@@ -229,7 +265,9 @@ def value_numbering(code, pbits, eptr, arg, cbits, n_in, rep, head, nxt, table):
     value as each slot (itself when none).
 
     Two ops are the same when code, param bits, operand representatives and coefficient bits
-    agree, the edges of exactly commutative pairs compared in canonical order (`_canonical`).
+    agree. The edges of exactly commutative pairs are compared in canonical order (`_pair`): DOT
+    pairs (2k, 2k+1), commutative binary ops, and 2-edge LIN ops with param +0.0 (where
+    0 + x + y == 0 + y + x in floating point).
     One forward pass reaches the fixed point: operands are renamed before an op is looked up.
 
     Candidates are found by first operand: head (n_slots,) and nxt (n_ops,) int32 chain up to
@@ -264,7 +302,7 @@ def value_numbering(code, pbits, eptr, arg, cbits, n_in, rep, head, nxt, table):
             j = head[first]
             while j >= 0:
                 if (code[j] == c and pbits[j] == pb and eptr[j + 1] - eptr[j] == ne
-                        and _same(i, j, paired, code, pbits, eptr, arg, cbits, rep)):
+                        and _same(i, j, paired, eptr, arg, cbits, rep)):
                     r = n_in + j
                     break
                 j = nxt[j]
@@ -273,14 +311,11 @@ def value_numbering(code, pbits, eptr, arg, cbits, n_in, rep, head, nxt, table):
             if not table_ready:
                 table[:] = -1
                 table_ready = True
-            h = (np.int64(c) + 1) * _M1 + pb
-            for k in range(ne):
-                e = _canonical(e0 + k, k, paired, arg, cbits, rep)
-                h = (((h ^ rep[arg[e]]) * _M2) ^ cbits[e]) * _M2
-            slot = (h ^ (h >> 29)) & mask
+            slot = _hash(c, pb, paired, e0, e0 + ne, arg, cbits, rep) & mask
             while table[slot] >= 0:
                 j = table[slot]
-                if _same(i, j, paired, code, pbits, eptr, arg, cbits, rep):
+                if (code[j] == c and pbits[j] == pb and eptr[j + 1] - eptr[j] == ne
+                        and _same(i, j, paired, eptr, arg, cbits, rep)):
                     r = n_in + j
                     break
                 slot = (slot + 1) & mask

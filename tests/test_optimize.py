@@ -345,7 +345,7 @@ def test_keep_arrays_stay_alive_and_are_renumbered():
 def test_corrupt_arrays_are_rejected():
     t0 = jitad.record(lambda x: np.sum(np.sin(x)), X0, optimize=False)
     n, code, param, eptr, arg, coef, tptr, ta, tb = tape_arrays(t0)
-    with pytest.raises(ValueError, match="operand slot"):
+    with pytest.raises(ValueError, match="operand"):
         optimize_arrays(n, code, param, eptr, arg + 100, coef, tptr, ta, tb, t0.out)
     with pytest.raises(ValueError, match="lengths"):
         optimize_arrays(n, code, param[:-1], eptr, arg, coef, tptr, ta, tb, t0.out)
@@ -373,7 +373,8 @@ def test_summary_reports_sizes_and_passes():
     assert r.before.ops == len(t0) and r.after.ops == len(t)
     assert r.after.nbytes == t.nbytes and r.before.nbytes == t0.nbytes
     for word in ("recorded", "optimised", "ops", "slots", "edges", "bytes", "sin", "multiply",
-                 f"CSE merged {r.merged}", f"removed {r.dead}", f"made {r.folded} ops constants"):
+                 f"{r.merged} duplicate ops merged", f"{r.dead} ops removed",
+                 f"{r.folded} ops made constants"):
         assert word in s, (word, s)
     assert str(len(t0)) in s and str(len(t)) in s
     assert "not optimised" in t0.summary() and "recorded" not in t0.summary()
