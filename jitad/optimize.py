@@ -120,6 +120,13 @@ _ERRORS = {1: "unknown op code on the tape", 2: "tape offsets do not increase wi
            3: "operand that is not an earlier slot", 4: "term edge outside its op's edges"}
 
 
+def _as_index(a, what):
+    """int32 contiguous index array (the range of int32 arrays is checked by `optkernels.scan`)."""
+    if type(a) is np.ndarray and a.dtype == INDEX and a.flags.c_contiguous:
+        return a
+    return _index_array(a, what)
+
+
 def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=None, keep=()):
     """Fold constants, merge common subexpressions and drop dead ops of a recorded tape.
 
@@ -134,9 +141,9 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
     code = np.ascontiguousarray(code, dtype=np.uint8)
     param = np.ascontiguousarray(param, dtype=np.float64)
     coef = np.ascontiguousarray(coef, dtype=np.float64)
-    eptr, arg = _index_array(eptr, "edge offsets"), _index_array(arg, "operand slots")
-    tptr, ta = _index_array(tptr, "term offsets"), _index_array(ta, "term edges")
-    tb = _index_array(tb, "term edges")
+    eptr, arg = _as_index(eptr, "edge offsets"), _as_index(arg, "operand slots")
+    tptr, ta = _as_index(tptr, "term offsets"), _as_index(ta, "term edges")
+    tb = _as_index(tb, "term edges")
     out = np.asarray(out)
     keep = [np.asarray(k) for k in keep]
     n_ops, n_edges, n_terms = code.shape[0], arg.shape[0], ta.shape[0]
@@ -206,7 +213,7 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
                np.empty(n_e, INDEX), np.empty(n_e), np.empty(n_live + 1, INDEX),
                np.empty(n_t, INDEX), np.empty(n_t, INDEX))
         ok.compact(code, param, eptr, arg, coef, tptr, ta, tb, n_in, rep, live, slot_map, *new)
-    new_out = remap_slots(out, slot_map, "output")
+    new_out = slot_map[out].astype(INDEX)  # outputs are roots: never removed
     new_keep = [remap_slots(k, slot_map, "kept slots") for k in keep]
     report.after = (before if new[0] is before_code else
                     Sizes.of(n_in, new[0], new[2], new[5], new_out))
