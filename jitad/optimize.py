@@ -180,14 +180,14 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
              b("opt_eptr", (n_ops + 1,), INDEX), b("opt_arg", (n_edges,), INDEX),
              b("opt_coef", (n_edges,)), b("opt_tptr", (n_ops + 1,), INDEX),
              b("opt_ta", (n_terms,), INDEX), b("opt_tb", (n_terms,), INDEX))
-        emap = workspace.buffer("opt_emap", (n_edges,), np.int64)
+        emap = workspace.buffer("opt_emap", (n_edges,), INDEX)
         stats = np.zeros(3, np.int64)
         E, T = ok.fold(code, param, eptr, arg, coef, tptr, ta, tb, n_in, isc, val, *f, emap,
                        stats)
-        code, param, eptr, coef, tptr = f[0], f[1], f[2], f[4], f[5]
-        arg, ta, tb = f[3][:E], f[6][:T], f[7][:T]
-        coef = coef[:E]
         report.folded, report.partially_folded, report.folded_edges = (int(v) for v in stats)
+        if report.folded or report.partially_folded:
+            code, param, eptr, tptr = f[0], f[1], f[2], f[5]
+            arg, coef, ta, tb = f[3][:E], f[4][:E], f[6][:T], f[7][:T]
 
     # 2. common subexpressions
     rep = workspace.buffer("opt_rep", (n_slots,), np.int32)

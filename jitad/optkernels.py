@@ -149,6 +149,7 @@ def fold(code, param, eptr, arg, coef, tptr, ta, tb, n_in, isc, val,
                             traced_pair = True
                     if not traced_pair:
                         nc = oc.LIN
+                    changed = not traced_pair
                     for e in range(e0, e1, 2):
                         a = arg[e]
                         b = arg[e + 1]
@@ -156,6 +157,7 @@ def fold(code, param, eptr, arg, coef, tptr, ta, tb, n_in, isc, val,
                             p += _cval(code, param, val, n_in, a) * _cval(code, param, val, n_in, b)
                             emap[e] = -1
                             emap[e + 1] = -1
+                            changed = True
                         elif not traced_pair:  # one constant side: a LIN edge
                             if isc[a]:
                                 k, kc = e + 1, a
@@ -173,7 +175,10 @@ def fold(code, param, eptr, arg, coef, tptr, ta, tb, n_in, isc, val,
                                 ncoef[E] = coef[k]
                                 emap[k] = E
                                 E += 1
-                else:  # binary VV with one constant operand (others are constant when any is)
+                    if not changed:  # only pairs with one constant side next to traced pairs
+                        n_part -= 1
+                elif c >= oc.BINARY_BASE and (c - oc.BINARY_BASE) % 3 == oc.VV:
+                    # one constant operand (unary ops and modes VC/CV have a single edge)
                     if isc[arg[e0]]:
                         nc = c + oc.CV
                         p = _cval(code, param, val, n_in, arg[e0])
@@ -188,6 +193,13 @@ def fold(code, param, eptr, arg, coef, tptr, ta, tb, n_in, isc, val,
                     ncoef[E] = coef[k]
                     emap[k] = E
                     E += 1
+                else:  # no constant-operand form known for this op: kept as it is
+                    n_part -= 1
+                    for e in range(e0, e1):
+                        narg[E] = arg[e]
+                        ncoef[E] = coef[e]
+                        emap[e] = E
+                        E += 1
         ncode[i] = nc
         nparam[i] = p
         neptr[i + 1] = E

@@ -263,7 +263,13 @@ def test_partial_folds_change_modes():
     assert_close(t.gradient(X1), ref_grad, rtol=0, atol=0)
     assert_close(t.hessian(X1), np.zeros((5, 5)), rtol=0, atol=0)
     assert_same_function(t, t0, X1)
-    # DOT with traced pairs keeps them; constant pairs go to param
+    # DOT with traced pairs keeps them (and pairs with one constant side); constant pairs go
+    # to param
+    t, t0 = both(lambda x: y(x) @ x, X0)
+    assert t.op_counts() == {"dot": 1, "const": 1} and t.optimization.partially_folded == 0
+    assert_close(t.gradient(X1), np.where(M, 2 * X1, 2.0), rtol=1e-15, atol=0)
+    assert_same_function(t, t0, X1)
+    assert_fixed_point(t)
     t, t0 = both(lambda x: y(x) @ y(x), X0)
     assert t.op_counts() == {"dot": 1, "const": 1} or t.op_counts() == {"dot": 1}
     assert_close(t.hessian(X1), 2.0 * np.diag(M.astype(float)), rtol=0, atol=0)
