@@ -220,7 +220,7 @@ def fold(code, param, eptr, arg, coef, tptr, ta, tb, n_in, isc, val,
 
 _M1 = np.int64(-7046029254386353131)
 _M2 = np.int64(1099511628211)
-CHAIN = 16  # ops kept per first operand before further ones go to the hash table
+CHAIN = 8  # ops kept per first operand before further ones go to the hash table
 
 
 @_inline
@@ -263,10 +263,11 @@ def _hash(c, pb, paired, e0, e1, arg, cbits, rep):
     if paired:
         while e + 1 < e1:
             ra, ca, rb, cb = _pair(rep, arg, cbits, e)
-            h = (((((h ^ ra) * _M2) ^ ca) * _M2 ^ rb) * _M2 ^ cb) * _M2
+            h = (h ^ (ra * _M1 + ca)) * _M2
+            h = (h ^ (rb * _M1 + cb)) * _M2
             e += 2
     while e < e1:
-        h = (((h ^ rep[arg[e]]) * _M2) ^ cbits[e]) * _M2
+        h = (h ^ (rep[arg[e]] * _M1 + cbits[e])) * _M2  # one multiply on the chain per edge
         e += 1
     return h ^ (h >> 29)
 
