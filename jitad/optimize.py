@@ -116,8 +116,10 @@ def remap_slots(slots, slot_map, what="slot"):
 
 _VALID = np.zeros(256, dtype=bool)
 _VALID[: oc.N_CODES] = oc.VALID_CODES
-_ERRORS = {1: "unknown op code on the tape", 2: "tape offsets do not increase within the edge/term arrays",
-           3: "operand that is not an earlier slot", 4: "term edge outside its op's edges"}
+_ERRORS = {1: "unknown op code on the tape",
+           2: "tape offsets do not increase within the edge/term arrays",
+           3: "operand that is not an earlier slot",
+           4: "term edge outside its op's edges"}
 
 
 def _as_index(a, what):
@@ -269,5 +271,5 @@ def summary(tape):
                   f"{rep.partially_folded} more folded ({rep.folded_edges} edges removed)",
                   f"    CSE               {rep.merged} duplicate ops merged",
                   f"    dead ops          {rep.dead} ops removed",
-                  f"    time              " + (f"{t:.3g} s" if t >= 1 else f"{t * 1e3:.3g} ms")]
+                  "    time              " + (f"{t:.3g} s" if t >= 1 else f"{t * 1e3:.3g} ms")]
     return "\n".join(lines)

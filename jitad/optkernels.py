@@ -2,8 +2,9 @@
 
 Each pass is one sweep over the flat tape arrays (int32 index arrays, as a Tape holds them).
 Ops only ever read earlier slots, so a forward loop sees every operand's final status before the
-op itself: constant detection and value numbering reach their fixed point in one pass. Arrays
-are validated in `optimize.py` before they get here (no bounds checks in njit code).
+op itself: constant detection and value numbering reach their fixed point in one pass. `scan`
+validates the arrays (without reading out of bounds) before any other pass runs on them;
+`optimize.py` checks the array lengths before `scan`.
 """
 import numpy as np
 from numba import njit
