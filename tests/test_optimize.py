@@ -226,6 +226,22 @@ def test_nary_ops_merge_only_when_identical():
     assert_same_function(t, t0, X1)
 
 
+def test_duplicates_found_past_the_first_operand_chains():
+    """More than CHAIN ops with one first operand: later duplicates are found through the hash
+    table (rows of a dense matrix, products and sums of one hot operand)."""
+    r = np.random.default_rng(3)
+    A = r.normal(size=(40, 5))
+    A[25] = A[2]
+    A[33] = A[30]
+    A[39] = A[30]
+    t, t0 = both(lambda x: (A @ x, x[0] * np.arange(1.0, 21.0), np.arange(1.0, 21.0) * x[0]), X0)
+    assert len(t0) == 40 + 20 + 20
+    assert len(t) == 40 - 3 + 20 and t.optimization.merged == 3 + 20
+    assert_same_function(t, t0, X1)
+    y = t.forward(X1)
+    assert_close(y[:40], A @ X1, rtol=1e-14, atol=1e-14)
+
+
 def test_constant_subexpressions_are_folded():
     def f(x):
         y = np.where(M, x, 2.0)  # constants mixed into a traced array: CONST slots
