@@ -8,7 +8,7 @@ import numpy as np
 
 from . import opcodes as oc
 from .tracing import (HANDLED_FUNCTIONS, HANDLED_UFUNCS, Traced, as_slots, implements, make,
-                      on_values, operands, value_of)
+                      operands, value_of)
 
 
 try:
@@ -290,29 +290,7 @@ def _edge_shape(a, p, axis):
 
 # ---------------------------------------------------------------- selection
 
-@implements(np.where)
-def _where(cond, x=None, y=None):
-    if x is None and y is None:
-        return np.where(value_of(cond))
-    cond = np.asarray(value_of(cond)).astype(bool)
-    rec = operands(x, y)
-    xv = np.asarray(value_of(x), dtype=np.float64)
-    yv = np.asarray(value_of(y), dtype=np.float64)
-    val = np.where(cond, xv, yv)
-    if rec is None:  # only the condition was traced: its recorded values pick constants
-        return val
-    shape = val.shape
-    cond_b = np.broadcast_to(cond, shape)
-    out = np.empty(shape, dtype=np.int64)
-    for side, mask in ((x, cond_b), (y, ~cond_b)):
-        if not mask.any():
-            continue
-        if isinstance(side, Traced):
-            out[mask] = np.broadcast_to(np.asarray(side.idx), shape)[mask]
-        else:
-            out[mask] = rec.constants(np.broadcast_to(np.asarray(side, dtype=np.float64),
-                                                      shape)[mask])
-    return make(rec, out, val)
+# np.where (a SELECT op when the condition is traced): conditions.py
 
 
 @implements(np.clip)
@@ -349,10 +327,11 @@ def _structural(func):
     return impl
 
 
-for _f in (np.reshape, np.ravel, np.transpose, np.squeeze, np.expand_dims, np.moveaxis,
-           np.swapaxes, np.flip, np.fliplr, np.flipud, np.roll, np.broadcast_to, np.atleast_1d,
-           np.atleast_2d, np.atleast_3d, np.take, np.repeat, np.tile, np.copy, np.rot90,
-           np.diagonal):
+STRUCTURAL = (np.reshape, np.ravel, np.transpose, np.squeeze, np.expand_dims, np.moveaxis,
+              np.swapaxes, np.flip, np.fliplr, np.flipud, np.roll, np.broadcast_to, np.atleast_1d,
+              np.atleast_2d, np.atleast_3d, np.take, np.repeat, np.tile, np.copy, np.rot90,
+              np.diagonal)
+for _f in STRUCTURAL:
     _structural(_f)
 
 
@@ -416,7 +395,8 @@ def _join(func):
     return impl
 
 
-for _f in (np.concatenate, np.stack, np.hstack, np.vstack, np.dstack, np.column_stack):
+JOINS = (np.concatenate, np.stack, np.hstack, np.vstack, np.dstack, np.column_stack)
+for _f in JOINS:
     _join(_f)
 
 
@@ -428,12 +408,4 @@ def stack(arrays, axis=0):
     return HANDLED_FUNCTIONS[np.stack](arrays, axis=axis)
 
 
-@implements(np.sort)
-def _sort(a, axis=-1, **kw):
-    order = np.argsort(a.val, axis=axis, **kw)
-    return make(a.rec, np.take_along_axis(np.asarray(a.idx), order, axis=axis),
-                np.take_along_axis(np.asarray(a.val), order, axis=axis))
-
-
-for _f in (np.argmax, np.argmin, np.argsort, np.array_equal, np.isclose, np.allclose):
-    HANDLED_FUNCTIONS[_f] = on_values(_f)
+# sort, argsort, argmax, argmin (guarded orders), isclose, allclose, array_equal: conditions.py

@@ -5,8 +5,10 @@
     f = jitad.function(func)            # or @jitad.function, or jitad.function(func, argnums=0)
     f(x), f.grad(x), f.hessian(x), ...  # first call with a new signature records, later ones replay
 
-The Python function runs once per signature (the tuple of argument shapes); every later call
-replays the tape, so like any trace it follows the branches taken at recording. Results have
+The Python function runs once per signature (the tuple of argument shapes) and branch pattern:
+every later call replays a tape. A call where a branch of the recording would go the other way
+(a guard fails, `guards.py`) switches to a kept tape whose guards hold there or records again;
+up to MAX_BRANCHES tapes per signature are kept, least recently used dropped. Results have
 the structure of the functional API's (`jitad.functional`): with one differentiated argument an
 array shaped like it, with several a tuple (as for a tuple of `inputs` there).
 
@@ -20,10 +22,45 @@ import threading
 
 import numpy as np
 
+from . import limits
 from .functional import Layout, _shaped, normalize_argnums
+from .guards import BranchChangedError
 from .record import as_float_array, record
 
 __all__ = ["function", "Function"]
+
+MAX_BRANCHES = 8  # tapes kept per shape signature, one per branch pattern (LRU)
+_ATTEMPTS = 3     # switches per call before a BranchChangedError is let through
+
+
+def _retracing(lookup_args=None, keywords=False):
+    """Method decorator: on a BranchChangedError, make the signature's current tape one whose
+    guards hold at this call's arguments (`Function._follow_branch`) and call again. (The
+    wrapper is the only cost on the fast path: a call and a zero-cost try.)"""
+    def deco(method):
+        def again(self, args, kwargs):
+            for _ in range(_ATTEMPTS):
+                self._follow_branch(args if lookup_args is None else lookup_args(args))
+                try:
+                    return method(self, *args, **kwargs)
+                except BranchChangedError:
+                    pass
+            return method(self, *args, **kwargs)
+
+        if keywords:
+            def wrapper(self, *args, **kwargs):
+                try:
+                    return method(self, *args, **kwargs)
+                except BranchChangedError:
+                    return again(self, args, kwargs)
+        else:  # without **kwargs: a measurable share of a 5 us call
+            def wrapper(self, *args):
+                try:
+                    return method(self, *args)
+                except BranchChangedError:
+                    return again(self, args, {})
+        return functools.wraps(method)(wrapper)
+    return deco
 
 
 class _Entry:
@@ -60,7 +97,8 @@ class Function:
         self.func = func
         self.argnums = argnums
         self._fast = {}     # shape -> entry, for calls with one ndarray argument
-        self._entries = {}  # tuple of argument shapes -> entry
+        self._entries = {}  # tuple of argument shapes -> entry (the last one used)
+        self._branches = {}  # tuple of argument shapes -> entries kept, least recent first
         self._lock = threading.RLock()
         self.n_traces = 0
 
@@ -74,9 +112,11 @@ class Function:
         return list(self._entries)
 
     # ---------------------------------------------------------------- signature lookup
-    def _record(self, arrays, key):
+    def _record(self, arrays, key, new=False):
+        """The entry of signature key, recorded now at arrays if there is none (or if new: a
+        further branch pattern of the signature)."""
         with self._lock:
-            e = self._entries.get(key)
+            e = None if new else self._entries.get(key)
             if e is not None:
                 return e
             if self.argnums is None:
@@ -88,10 +128,48 @@ class Function:
             tape = record(self.func, *arrays)
             self.n_traces += 1
             e = _Entry(tape, Layout(tape, in_tuple, sel))
-            self._entries[key] = e
-            if len(key) == 1:
-                self._fast[key[0]] = e
+            kept = self._branches.setdefault(key, [])
+            kept.append(e)
+            if len(kept) > MAX_BRANCHES:
+                del kept[0]
+            self._use(key, e)
             return e
+
+    def _use(self, key, e):
+        self._entries[key] = e
+        if len(key) == 1:
+            self._fast[key[0]] = e
+
+    def _follow_branch(self, args):
+        """Make the current tape of args' signature one whose guards hold at args: the most
+        recently used kept tape that fits, else a new recording at args."""
+        arrays = [as_float_array(a, f"argument {k}") for k, a in enumerate(args)]
+        key = tuple(a.shape for a in arrays)
+        x = np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0)
+        with self._lock:
+            kept = self._branches.get(key, [])
+            failed = self._entries.get(key)  # the caller just saw its guards fail at x
+            for e in reversed(kept):
+                if e is not failed and e.tape.guards_hold(x):
+                    kept.remove(e)
+                    kept.append(e)
+                    self._use(key, e)
+                    return e
+            e = self._record(arrays, key, new=True)
+            g = e.tape.failing_guard(x)
+            if g >= 0:
+                raise BranchChangedError(
+                    "a tape recorded at this very point fails its own guard "
+                    f"{e.tape.describe_guard(g)}: the compiled replay computes a compared value "
+                    "differently from numpy at a branch boundary (rounding), or the function is "
+                    "not deterministic", guard=g)
+            return e
+
+    @property
+    def branches(self):
+        """{signature: number of tapes kept for it} (one per branch pattern met, at most
+        MAX_BRANCHES)."""
+        return {k: len(v) for k, v in self._branches.items()}
 
     def _lookup(self, args):
         """(entry, flat x) for a call's positional arguments."""
@@ -113,10 +191,15 @@ class Function:
         return e, x
 
     def tape(self, *args):
-        """The tape of this call's shape signature (recorded now if new)."""
-        return self._lookup(args)[0].tape
+        """The tape for these arguments: of their shape signature, with guards that hold at
+        them (recorded now if there is none)."""
+        e, x = self._lookup(args)
+        if not e.tape.guards_hold(x):
+            e = self._follow_branch(args)
+        return e.tape
 
     # ---------------------------------------------------------------- evaluation
+    @_retracing()
     def __call__(self, *args):
         e, x = self._lookup(args)
         y = e.tape.forward(x)
@@ -124,6 +207,7 @@ class Function:
             return y[0]
         return e.lay.outputs(y)
 
+    @_retracing()
     def grad(self, *args):
         """Gradient of a single-element output, structured like the differentiated argument(s)."""
         if len(args) == 1:  # fast path: one ndarray argument of a recorded shape
@@ -138,6 +222,7 @@ class Function:
         e.lay.require_scalar_output("grad")
         return e.lay.inputs(e.tape.gradient(x))
 
+    @_retracing()
     def value_and_grad(self, *args):
         """(value, gradient) of a single-element output."""
         e, x = self._lookup(args)
@@ -145,6 +230,7 @@ class Function:
         val, g = e.tape.value_and_gradient(x)
         return np.float64(val), e.lay.inputs(g)
 
+    @_retracing()
     def jacobian(self, *args):
         """Jacobian blocks as `jitad.jacobian` returns them."""
         e, x = self._lookup(args)
@@ -158,6 +244,7 @@ class Function:
             J[:, lay.sel_idx] = tape.jvp(x, V)[1]
         return lay.jacobian(J)
 
+    @_retracing()
     def hessian(self, *args):
         """Hessian of a single-element output, as `jitad.hessian` returns it."""
         if len(args) == 1:
@@ -172,12 +259,15 @@ class Function:
         if lay.sel_all:
             H = e.tape.hessian(x)
         else:  # rows of the differentiated inputs only
+            limits.check_dense(lay.n, lay.n_sel, "Hessian")
             V = np.zeros((lay.n, lay.n_sel))
             V[lay.sel_idx, np.arange(lay.n_sel)] = 1.0
             H = e.tape.hvp(x, V)[lay.sel_idx]
-            H = 0.5 * (H + H.T)
+            with np.errstate(invalid="ignore"):  # inf + -inf: nan without a warning
+                H = 0.5 * (H + H.T)
         return lay.hessian(H)
 
+    @_retracing(keywords=True)
     def hvp(self, *args, v=None):
         """(value, H @ v); v has the structure of the differentiated argument(s)."""
         e, x = self._lookup(args)
@@ -186,6 +276,7 @@ class Function:
         Hv = e.tape.hvp(x, lay.input_direction(v))
         return lay.outputs(e.tape.forward(x)), lay.inputs(Hv)
 
+    @_retracing(lambda a: (a[0],) + tuple(a[2:]))
     def hessp(self, x, p, *args):
         """H(x) @ p with respect to the first argument: scipy's hessp(x, p, *args)."""
         if not args and x.__class__ is np.ndarray and x.ndim == 1:
@@ -206,6 +297,7 @@ class Function:
         v[e.sel0] = p.ravel()
         return _shaped(e.tape.hvp(xf, v)[e.sel0], s0)
 
+    @_retracing(keywords=True)
     def jvp(self, *args, v=None):
         """(value, J @ v); v has the structure of the differentiated argument(s)."""
         e, x = self._lookup(args)
@@ -213,6 +305,7 @@ class Function:
         y, Jv = e.tape.jvp(x, lay.input_direction(v))
         return lay.outputs(y), lay.outputs(Jv)
 
+    @_retracing(keywords=True)
     def vjp(self, *args, w=None):
         """(value, w @ J); w has the structure of the output."""
         e, x = self._lookup(args)

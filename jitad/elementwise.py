@@ -9,7 +9,7 @@ import operator
 import numpy as np
 
 from . import opcodes as oc
-from .tracing import HANDLED_UFUNCS, Traced, TracedScalar, make, on_values, operands
+from .tracing import HANDLED_UFUNCS, Traced, TracedScalar, make, operands
 
 def _unary(name, ufunc):
     code = oc.UNARY_CODE[name]
@@ -144,7 +144,13 @@ def _lin_multiply(mode, c):
 
 
 def _lin_divide(mode, c):
-    return ((1.0 / c,), 0.0) if mode == oc.VC else None
+    if mode != oc.VC:
+        return None
+    if type(c) is float and c != 0.0:  # the Python-loop fast path
+        return (1.0 / c,), 0.0
+    # x / 0 is x * inf, as numpy's (nan at x = 0); numpy already warned for the value itself
+    with np.errstate(divide="ignore"):
+        return (np.divide(1.0, c),), 0.0
 
 
 def _negative(x):
@@ -198,7 +204,4 @@ HANDLED_UFUNCS["float_power"] = HANDLED_UFUNCS["power"]
 HANDLED_UFUNCS["abs"] = HANDLED_UFUNCS["absolute"]
 HANDLED_UFUNCS["round"] = HANDLED_UFUNCS["rint"]
 
-
-for _name in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
-              "isnan", "isfinite", "isinf", "signbit"):
-    HANDLED_UFUNCS[_name] = on_values(getattr(np, _name))
+# comparisons, isnan/isinf/isfinite and logical ufuncs: conditions.py

@@ -18,6 +18,7 @@ import numbers
 
 import numpy as np
 
+from . import limits
 from .lazy import LazyHessian, RowCache
 from .record import as_float_array, record
 
@@ -253,6 +254,7 @@ def hessian(func, inputs, strict=False, batch_axis=None, lazy=False):
         if lazy:
             raise ValueError("batch_axis=0 does not combine with lazy=True")
         B, N = _check_batch(lay, isinstance(inputs, tuple))
+        limits.check_dense(B * N, N, "batched Hessian")
         # sum_b f_b has a block-diagonal Hessian: direction j sets coordinate j of every sample.
         V = np.zeros((B, N, N))
         V[:, np.arange(N), np.arange(N)] = 1.0

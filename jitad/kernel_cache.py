@@ -12,7 +12,8 @@ import hashlib
 import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-KERNEL_SOURCES = ("opcodes.py", "rules.py", "sweeps.py", "optkernels.py")
+KERNEL_SOURCES = ("opcodes.py", "rules.py", "sweeps.py", "guard_sweeps.py",
+                  "interaction_sweeps.py", "tape_check.py", "optkernels.py")
 _STAMP = "jitad-kernels.stamp"
 
 

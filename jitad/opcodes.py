@@ -10,6 +10,7 @@ Op code layout (uint8):
   CONST              no edges; value = param
   LIN                v = param + sum(coef[e] * x[arg[e]]); linear, no terms
   DOT                v = param + sum(x[arg[2k]] * x[arg[2k+1]]); term (2k, 2k+1) per pair
+  SELECT             edges (cond, a, b): v = a if x[cond] != 0 else b (np.where); no terms
   UNARY_BASE + k     one edge; one term (0, 0) unless the op is piecewise linear
   BINARY_BASE + 3*k + mode
                      mode VV: edges (a, b); mode VC: edge a, b = param; mode CV: a = param, edge b
@@ -19,6 +20,14 @@ import numpy as np
 CONST = 0
 LIN = 1
 DOT = 2
+SELECT = 3
+
+# Comparison kinds, shared by the comparison ops (value 1.0/0.0, zero derivative) and the
+# guards a tape checks at every point (`guards.py`). CMP_SWAP[k]: the kind with operands swapped.
+LT, LE, GT, GE, EQ, NE = range(6)
+CMP_NAMES = ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal")
+CMP_SYMBOLS = ("<", "<=", ">", ">=", "==", "!=")
+CMP_SWAP = (GT, GE, LT, LE, EQ, NE)
 
 UNARY_BASE = 8
 # name, numpy ufunc name(s), has a nonzero second derivative
@@ -50,7 +59,11 @@ BINARY = [
     ("fmax", ()),
     ("fmin", ()),
     ("logaddexp", _FULL),
+    # comparisons in CMP order: 1.0 or 0.0, zero derivative (binary_rule kind 10 + CMP kind)
+    *((name, ()) for name in CMP_NAMES),
 ]
+CMP_BASE_KIND = 10
+assert BINARY[CMP_BASE_KIND][0] == CMP_NAMES[0]
 BINARY_KIND = {name: k for k, (name, _) in enumerate(BINARY)}
 N_CODES = BINARY_BASE + 3 * len(BINARY)
 
@@ -66,6 +79,7 @@ def _build_tables():
     names[CONST], terms[CONST] = "const", ()
     names[LIN], terms[LIN] = "lin", ()
     names[DOT], terms[DOT] = "dot", None  # pairs, built per op
+    names[SELECT], terms[SELECT] = "select", ()
     for k, (name, nonlinear) in enumerate(UNARY):
         names[UNARY_BASE + k] = name
         terms[UNARY_BASE + k] = ((0, 0),) if nonlinear else ()
@@ -88,6 +102,8 @@ def edge_count(code, n_edges):
         return None
     if code == CONST:
         return 0
+    if code == SELECT:
+        return 3
     if code < BINARY_BASE:
         return 1
     return 2 if (code - BINARY_BASE) % 3 == VV else 1

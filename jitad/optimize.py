@@ -15,7 +15,8 @@ sweep each), in this order because each feeds the next:
 
 Then the live ops are renumbered. **Every array of the tape that references slots goes through
 `remap_slots` with the pass's `slot_map`** (operands, outputs, and any `keep` arrays such as
-branch guards): a slot referenced there stays alive and its new number is consistent.
+the branch guards' operands, which `record.py` passes): a slot referenced there stays alive and
+its new number is consistent.
 
 Values of the optimised tape equal the recorded ones up to summation order (folded LIN/DOT
 constants), derivatives likewise; dead ops no longer contribute 0 * inf = NaN to adjoints.
@@ -28,7 +29,7 @@ import numpy as np
 from . import opcodes as oc
 from . import optkernels as ok
 from . import sweeps, workspace
-from .tape import INDEX, _index_array
+from .tape import INDEX
 
 
 @dataclass
@@ -126,7 +127,12 @@ def _as_index(a, what):
     """int32 contiguous index array (the range of int32 arrays is checked by `optkernels.scan`)."""
     if type(a) is np.ndarray and a.dtype == INDEX and a.flags.c_contiguous:
         return a
-    return _index_array(a, what)
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"tape {what} must be integers, got dtype {a.dtype}")
+    if a.size and (a.max() > np.iinfo(INDEX).max or a.min() < 0):
+        raise ValueError(f"tape too large or corrupt: {what} outside the int32 index range")
+    return np.ascontiguousarray(a, dtype=INDEX)
 
 
 def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=None, keep=()):

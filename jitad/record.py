@@ -5,6 +5,7 @@ import numpy as np
 
 from . import array_functions  # noqa: F401  (registers numpy functions)
 from . import elementwise  # noqa: F401  (registers ufuncs)
+from . import conditions  # noqa: F401  (comparisons, np.where, guarded orders)
 from .optimize import optimize_arrays
 from .recorder import Recorder
 from .tape import Tape
@@ -80,11 +81,19 @@ def record(func, *args, optimize=True):
     x0 = np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0)
     tape_arrays = (rec.code.view(), rec.param.view(), rec.eptr.view(), rec.arg.view(),
                    rec.coef.view(), rec.tptr.view(), rec.ta.view(), rec.tb.view())
+    guards = rec.guards.arrays()
     report = None
     if optimize:
-        opt = optimize_arrays(n_in, *tape_arrays, slots, x=x0)
+        # guard operands are slots too: kept alive and renumbered with the tape (guard_b -1
+        # means a constant operand)
+        ga, gb = guards["guard_a"], guards["guard_b"]
+        opt = optimize_arrays(n_in, *tape_arrays, slots, x=x0, keep=[ga, gb[gb >= 0]])
         tape_arrays, slots, report = opt.arrays, opt.out, opt.report
+        new_b = np.full(gb.shape, -1, dtype=opt.keep[1].dtype)
+        new_b[gb >= 0] = opt.keep[1]
+        guards = dict(guards, guard_a=opt.keep[0], guard_b=new_b)
     tape = Tape(n_in, *tape_arrays, slots, input_shapes=[a.shape for a in arrays],
-                output_shapes=shapes, output_is_tuple=is_tuple, x0=x0)
+                output_shapes=shapes, output_is_tuple=is_tuple, x0=x0, guards=guards,
+                guard_sources=rec.guards.sources)
     tape.optimization = report
     return tape

@@ -61,6 +61,8 @@ class Recorder:
         self.tb = _Buf(np.int64)
         self.n_const = 0
         self._pending = ([], [], [], [], [])  # scalar ops not yet in the arrays: see append1
+        from .guards import GuardLog  # (guards.py uses this module's _Buf)
+        self.guards = GuardLog()  # comparisons the recording relied on (guards.py)
 
     @property
     def n_ops(self):

@@ -4,7 +4,8 @@
 sweep calls them once per op and point and stores the partials, after which every derivative
 sweep is multiply-adds. Conventions at non-differentiable points (documented in README.md,
 they follow torch/JAX): |x|' = sign(x) (0 at 0); max/min split the derivative 0.5/0.5 at ties;
-sign, floor, ceil, round have derivative 0.
+sign, floor, ceil, round have derivative 0; comparisons (1.0/0.0) and the condition of a
+select have derivative 0, and a select passes the derivative to the branch it takes.
 """
 import math
 
@@ -227,7 +228,7 @@ def binary_rule(code, a, b, wa, wb):
                 else:
                     da = b * a ** (b - 1.0)
                     daa = b * (b - 1.0) * a ** (b - 2.0)
-        if wb:
+        if wb and not (a == 0.0 and b >= 0.0):  # torch: d/db 0**b = 0 there (not 0 * log 0)
             la = np.log(a)
             db = v * la
             dbb = db * la
@@ -296,6 +297,33 @@ def binary_rule(code, a, b, wa, wb):
             daa = da * db
             dbb = daa
             dab = -daa
+    elif oc.CMP_BASE_KIND <= k < oc.CMP_BASE_KIND + 6:  # comparisons: 1.0 / 0.0, derivative 0
+        v = 1.0 if compare(k - oc.CMP_BASE_KIND, a, b) else 0.0
     else:
         v = np.nan
     return v, da, db, daa, dab, dbb
+
+
+@_jit
+def compare(kind, a, b):
+    """a <kind> b for a comparison kind of `opcodes` (LT LE GT GE EQ NE), numpy semantics
+    (every comparison with NaN is False except !=). Used by the comparison ops and by guards."""
+    if kind == oc.LT:
+        return a < b
+    if kind == oc.LE:
+        return a <= b
+    if kind == oc.GT:
+        return a > b
+    if kind == oc.GE:
+        return a >= b
+    if kind == oc.EQ:
+        return a == b
+    return a != b
+
+
+@_jit
+def select_rule(c, a, b):
+    """(value, d/dc, d/da, d/db) of SELECT: a where the condition value c is nonzero, else b."""
+    if c != 0.0:
+        return a, 0.0, 1.0, 0.0
+    return b, 0.0, 0.0, 1.0

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import opcodes as oc
-from .rules import binary_rule, unary_rule
+from .rules import binary_rule, select_rule, unary_rule
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 _pjit = njit(cache=True, error_model="numpy", nogil=True, parallel=True)
@@ -87,6 +87,12 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, val, d1, d2):
                     d1[e + 1] = a
                     d2[t] = 1.0
                     t += 1
+        elif c == oc.SELECT:
+            v, dc, da, db = select_rule(val[arg[e0]], val[arg[e0 + 1]], val[arg[e0 + 2]])
+            if partials:
+                d1[e0] = dc
+                d1[e0 + 1] = da
+                d1[e0 + 2] = db
         else:  # CONST
             v = param[i]
         val[n_in + i] = v

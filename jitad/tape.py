@@ -10,15 +10,19 @@ import threading
 import numba
 import numpy as np
 
+from . import guard_sweeps
+from . import guards as guards_module
 from . import opcodes as oc
-from . import sweeps, workspace
+from . import limits, sweeps, tape_io, workspace
+from .threads import parallel
+from .interaction import InteractionPlan
 
 # Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
 # the per-op cost of a sweep over more directions; 32 was best or near-best on Rosenbrock,
 # logistic regression and Lennard-Jones (perf/README.md). Narrower when n is small or to give
 # every thread the same number of blocks.
 BLOCK = 32
-INDEX = np.int32  # every index array (slots, edges, terms): 4 bytes each
+INDEX = tape_io.INDEX  # every index array (slots, edges, terms): 4 bytes each
 # Below this many slot-directions a block run stays in the calling thread (see _run_blocks).
 SERIAL_WORK = 200_000
 _uids = itertools.count()
@@ -26,55 +30,40 @@ _ONE = np.ones(1)
 _EMPTY2 = np.zeros((0, 0))
 
 
-def _index_array(a, what):
-    a = np.asarray(a)
-    if a.size and (a.max() > np.iinfo(INDEX).max or a.min() < 0):
-        raise ValueError(f"tape too large or corrupt: {what} outside the int32 index range")
-    return np.ascontiguousarray(a, dtype=INDEX)
-
-
-_parallel_lock = threading.Lock()
-_layer = None  # numba's threading layer, known after the first parallel call
-
-
-def parallel(kernel, *args):
-    """Call a prange kernel. Numba's 'workqueue' threading layer (used when neither OpenMP nor
-    TBB is available) aborts the process on concurrent parallel calls, so calls are serialised
-    under it; with 'omp' or 'tbb' threads run their parallel kernels concurrently."""
-    global _layer
-    if _layer is None or _layer == "workqueue":
-        with _parallel_lock:
-            kernel(*args)
-            _layer = numba.threading_layer()
-    else:
-        kernel(*args)
-
-
 class Tape:
     """A recorded function R^n -> R^m.
 
     Attributes: n_inputs, n_outputs, input_shapes, output_shapes, output_is_tuple, x0 (the
     recording point). len(tape) is the number of recorded operations.
+
+    `Tape(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, ...)` validates its arrays
+    (`tape_io.validate`) and may keep the caller's arrays without copying: do not modify them
+    afterwards (the sweeps rely on the invariants checked here).
     """
 
     def __init__(self, n_in, code, param, eptr, arg, coef, tptr, ta, tb, out,
-                 input_shapes=None, output_shapes=None, output_is_tuple=False, x0=None):
-        self.n_inputs = int(n_in)
-        self.code = np.ascontiguousarray(code, dtype=np.uint8)
-        self.param = np.ascontiguousarray(param, dtype=np.float64)
-        self.eptr = _index_array(eptr, "edge offsets")
-        self.arg = _index_array(arg, "operand slots")
-        self.coef = np.ascontiguousarray(coef, dtype=np.float64)
-        self.tptr = _index_array(tptr, "term offsets")
-        self.ta = _index_array(ta, "term edges")
-        self.tb = _index_array(tb, "term edges")
-        self.out = _index_array(out, "output slots")
+                 input_shapes=None, output_shapes=None, output_is_tuple=False, x0=None,
+                 guards=None, guard_sources=None):
+        # every invariant the sweeps rely on, checked once here (tape_io.validate: one table)
+        arrays = dict(code=code, param=param, eptr=eptr, arg=arg, coef=coef, tptr=tptr, ta=ta,
+                      tb=tb, out=out)
+        arrays.update(guards_module.empty_arrays() if guards is None else guards)
+        self.n_inputs, arrays, self.input_shapes, self.output_shapes, self.x0 = tape_io.validate(
+            n_in, arrays, input_shapes, output_shapes, x0)
+        self.__dict__.update(arrays)
         self.n_outputs = int(self.out.shape[0])
-        self.input_shapes = [(self.n_inputs,)] if input_shapes is None else list(input_shapes)
-        self.output_shapes = [(self.n_outputs,)] if output_shapes is None else list(output_shapes)
         self.output_is_tuple = output_is_tuple
-        self.x0 = None if x0 is None else np.asarray(x0, dtype=np.float64)
+        self._set_guards(guard_sources)
         self._uid = next(_uids)  # names this tape in the per-thread point cache
+
+    def save(self, file):
+        """Write the tape to `file` (path or binary file object): an uncompressed .npz with a
+        format version; `jitad.load_tape(file)` reads it back, validated."""
+        tape_io.save(self, file)
+
+    def __reduce__(self):
+        # pickling goes through the same validation as files (tape_io.tape_from_state)
+        return tape_io.tape_from_state, (tape_io.tape_state(self),)
 
     def __len__(self):
         return int(self.code.shape[0])
@@ -86,8 +75,7 @@ class Tape:
     @property
     def nbytes(self):
         """Bytes held by the tape's arrays."""
-        return sum(a.nbytes for a in (self.code, self.param, self.eptr, self.arg, self.coef,
-                                      self.tptr, self.ta, self.tb, self.out))
+        return sum(getattr(self, name).nbytes for name in tape_io.ARRAY_NAMES)
 
     def op_counts(self):
         """{op name: count} of the recorded operations."""
@@ -142,8 +130,13 @@ class Tape:
         """
         val, d1, d2, _ = self._arrays()
         if not self._at_point(x):
-            sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                           self.n_inputs, x, True, val, d1, d2)
+            if self._guarded:
+                self._check(guard_sweeps.forward(self.code, self.param, self.eptr, self.arg,
+                                                 self.coef, self.tptr, self.n_inputs, x, True,
+                                                 val, d1, d2, *self._guard_pack))
+            else:
+                sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                               self.n_inputs, x, True, val, d1, d2)
             workspace.local().point_key = (self._uid, x.tobytes())
         return val, d1, d2
 
@@ -162,8 +155,13 @@ class Tape:
         if self._at_point(x):
             return sweeps.gather(self._arrays()[0], self.out)
         val = workspace.buffer("fval", (self.n_slots,))
-        sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                       self.n_inputs, x, False, val, val[:0], val[:0])
+        if self._guarded:
+            self._check(guard_sweeps.forward(self.code, self.param, self.eptr, self.arg,
+                                             self.coef, self.tptr, self.n_inputs, x, False, val,
+                                             val[:0], val[:0], *self._guard_pack), False)
+        else:
+            sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                           self.n_inputs, x, False, val, val[:0], val[:0])
         return sweeps.gather(val, self.out)
 
     def _adjoints(self, x, w):
@@ -188,6 +186,12 @@ class Tape:
         if key is not None and key[0] == self._uid and key[1] == xb:
             sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj)
             y = val[self.out[0]]
+        elif self._guarded:
+            y, g = guard_sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
+                                                   self.coef, self.tptr, self.n_inputs, x,
+                                                   self.out, val, d1, d2, adj, *self._guard_pack)
+            self._check(g)
+            ws.point_key = (self._uid, xb)
         else:
             y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg, self.coef,
                                           self.tptr, self.n_inputs, x, self.out, val, d1, d2, adj)
@@ -262,6 +266,7 @@ class Tape:
         x = self._x(x)
         _, d1, _ = self._point(x)
         n, m = self.n_inputs, self.n_outputs
+        limits.check_dense(m, n, "Jacobian")
         J = np.empty((m, n))
         if n <= m:
             block_work = self._block_work(n, None, "dot", "act")
@@ -279,8 +284,9 @@ class Tape:
 
     def _hvp_rows(self, x, w, V, unit, k):
         """(k, n) rows (H_w @ V).T, V (n, k) (unit: V is the identity, k = n)."""
-        _, d1, d2, adj = self._adjoints(x, self._weights(w))
         n = self.n_inputs
+        limits.check_dense(k, n, "Hessian" if unit else "Hessian-vector product (H @ V).T")
+        _, d1, d2, adj = self._adjoints(x, self._weights(w))
         out = np.empty((k, n))
         self._run_blocks(k, sweeps.hvp_chunk, sweeps.hvp_columns,
                          (self.eptr, self.arg, d1, d2, self._transposed(), n, adj, V, unit, out),
@@ -304,13 +310,28 @@ class Tape:
         """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output)."""
         x = self._x(x)
         n = self.n_inputs
+        limits.check_dense(n, n, "Hessian")
+        plan = self.__dict__.get("_iplan") or self._interaction_plan()
+        if plan.use:
+            w = _ONE if w is None and self.n_outputs == 1 else self._weights(w)
+            if self._guarded:
+                self._point(x)  # checks the guards (raises BranchChangedError)
+            return plan.hessian(self, x, w)
         H = self._hvp_rows(x, w, _EMPTY2, True, n)
         if n * n <= SERIAL_WORK:
-            H += H.T  # small: numpy's temporary copy is cheap
-            H *= 0.5
+            with np.errstate(invalid="ignore"):  # inf + -inf is nan, as in the sweeps: no warning
+                H += H.T  # small: numpy's temporary copy is cheap
+                H *= 0.5
         else:
             parallel(sweeps.symmetrize, H, 64)  # in place: no 8n^2-byte temporary to fault in
         return H
+
+    def _interaction_plan(self):
+        """Row patterns for the interaction Hessian (`interaction.py`), built on first use."""
+        plan = self.__dict__.get("_iplan")
+        if plan is None:
+            plan = self._iplan = InteractionPlan(self)
+        return plan
 
     def _transposed(self):
         """The tape read backwards, for the pulling second-order sweep (`sweeps.hvp`), built on
@@ -329,6 +350,50 @@ class Tape:
     def input_influence(self):
         """Boolean (n,): which inputs any output depends on (from the tape's structure)."""
         return sweeps.influence(self.eptr, self.arg, self.n_inputs, self.out)
+
+    # ---------------------------------------------------------------- guards (guards.py)
+    def _set_guards(self, sources):
+        """Keep the guard sources and pack the (validated) guard arrays for the sweeps."""
+        self.guard_sources = guards_module.check_sources(self.guard_site, sources)
+        gi = np.empty((self.guard_code.shape[0], 4), dtype=np.int32)
+        gi[:, 0], gi[:, 1], gi[:, 2], gi[:, 3] = (self.guard_code, self.guard_a, self.guard_b,
+                                                  self.guard_out)
+        self._guard_pack = (gi, self.guard_c)
+        self._guarded = gi.shape[0] > 0
+
+    @property
+    def n_guards(self):
+        """Number of recorded guards (comparisons the recorded path relies on)."""
+        return int(self.guard_code.shape[0])
+
+    def _check(self, g, point=True):
+        """Raise BranchChangedError for failing guard g (>= 0); the point arrays now hold a
+        point that failed, so this thread's point cache is dropped first."""
+        if g >= 0:
+            if point:
+                workspace.local().point_key = None
+            raise guards_module.error(self, g)
+
+    def failing_guard(self, x):
+        """Index of the first guard that fails at x (n,), -1 when all hold (forward values only,
+        no derivatives)."""
+        x = self._x(x)
+        if not self._guarded:
+            return -1
+        val = workspace.buffer("fval", (self.n_slots,))
+        return int(guard_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef,
+                                        self.tptr, self.n_inputs, x, False, val, val[:0],
+                                        val[:0], *self._guard_pack))
+
+    def guards_hold(self, x):
+        """Whether every recorded comparison has its recorded outcome at x (n,): whether the
+        tape's path applies there. Computes values only, no derivatives."""
+        return self.failing_guard(x) < 0
+
+    def describe_guard(self, g):
+        """Guard g in words, with the source line of its comparison when known."""
+        where = guards_module.source(self, g)
+        return guards_module.describe(self, g) + ("" if where is None else f" at {where}")
 
     # ---------------------------------------------------------------- optimisation report
     optimization = None  # optimize.Report of the passes run when recording ended (record.py)

@@ -19,6 +19,7 @@ CONVERT_MSG = (
 
 HANDLED_UFUNCS = {}     # ufunc name -> implementation(*inputs)
 HANDLED_FUNCTIONS = {}  # numpy function -> implementation(*args, **kwargs)
+HOOKS = {}  # "index"/"indices": traced numbers used as ints (conditions.py: under a guard)
 
 
 def implements(*funcs):
@@ -50,14 +51,15 @@ class Traced:
         raise TypeError(CONVERT_MSG)
 
     def __int__(self):
-        raise TypeError(CONVERT_MSG)
+        if np.ndim(self.val):
+            raise TypeError(CONVERT_MSG)
+        return HOOKS["index"](self)  # integer values only, under an equality guard
 
-    def __index__(self):
-        raise TypeError(CONVERT_MSG)
+    __index__ = __int__
 
     def __bool__(self):
-        # the branch taken at recording is followed (guards come with issue #6)
-        return bool(self.val)
+        # the recorded outcome, guarded: `x != 0` is a traced condition (conditions.py)
+        return bool(HANDLED_UFUNCS["not_equal"](self, 0.0))
 
     # ---- numpy protocols ----
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -109,24 +111,24 @@ class Traced:
     def __repr__(self):
         return f"Traced(shape={self.shape}, value={self.val!r})"
 
-    # ---- comparisons: plain booleans from the recorded values ----
+    # ---- comparisons: traced conditions (conditions.py), guarded when Python consumes them
     def __lt__(self, o):
-        return self.val < value_of(o)
+        return HANDLED_UFUNCS["less"](self, o)
 
     def __le__(self, o):
-        return self.val <= value_of(o)
+        return HANDLED_UFUNCS["less_equal"](self, o)
 
     def __gt__(self, o):
-        return self.val > value_of(o)
+        return HANDLED_UFUNCS["greater"](self, o)
 
     def __ge__(self, o):
-        return self.val >= value_of(o)
+        return HANDLED_UFUNCS["greater_equal"](self, o)
 
     def __eq__(self, o):
-        return self.val == value_of(o)
+        return HANDLED_UFUNCS["equal"](self, o)
 
     def __ne__(self, o):
-        return self.val != value_of(o)
+        return HANDLED_UFUNCS["not_equal"](self, o)
 
     __hash__ = None
 
@@ -280,28 +282,18 @@ class TracedArray(Traced):
 
 
 def _index_key(key):
-    """Indices must be concrete: traced indices use their recorded (integer) values."""
+    """Indices must be concrete: traced indices and masks use their recorded values, under
+    guards (conditions.py)."""
     if isinstance(key, tuple):
         return tuple(_index_key(k) for k in key)
     if isinstance(key, Traced):
-        v = np.asarray(key.val)
-        if np.any(v != np.round(v)):
-            raise IndexError("jitad: only integer-valued traced indices are allowed")
-        return v.astype(np.int64)
+        return HOOKS["indices"](key)
     return key
 
 
 def value_of(x):
     """The recorded value of a traced value; anything else unchanged."""
     return x.val if isinstance(x, Traced) else x
-
-
-def on_values(func):
-    """A handler for functions whose results carry no derivative (comparisons, predicates,
-    indices): func's plain numpy result on the recorded values."""
-    def impl(*args, **kwargs):
-        return func(*(value_of(a) for a in args), **kwargs)
-    return impl
 
 
 def _not_supported(what):

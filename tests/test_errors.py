@@ -147,7 +147,7 @@ def test_float_of_traced_scalar():
     _raises_stack_hint(lambda x: float(x), 1.0)
     _raises_stack_hint(lambda x: float(x[0]), np.ones(3))
     _raises_stack_hint(lambda x: float(np.sum(x)), np.ones(3))
-    _raises_stack_hint(lambda x: int(x[0]), np.ones(3))
+    _raises_stack_hint(lambda x: int(x[0]), np.full(3, 1.5))  # integer values: guarded (test_guards)
     _raises_stack_hint(lambda x: complex(x[0]), np.ones(3))
 
 

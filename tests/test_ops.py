@@ -704,25 +704,29 @@ def test_where_constant_mask():
 
 
 def test_where_traced_condition_and_constant_branch():
-    """The condition is taken from the recorded values; a constant branch has zero derivative."""
+    """A traced condition is re-decided at every point (SELECT ops); a constant branch has zero
+    derivative."""
     x0 = np.array([-1.0, 2.0, 0.5, -0.3])
     tape = jitad.record(lambda x: np.where(x > 0, x ** 2, 0.0), x0)
-    x = np.array([-2.0, 3.0, 1.5, -0.1])
-    assert_close(tape.forward(x), np.where(x0 > 0, x ** 2, 0.0), rtol=0, atol=0)
-    assert_close(tape.jacobian(x), np.diag(np.where(x0 > 0, 2 * x, 0.0)), rtol=0, atol=0)
+    assert tape.n_guards == 0
+    x = np.array([2.0, -3.0, 1.5, -0.1])  # the condition flips in the first two elements
+    assert_close(tape.forward(x), np.where(x > 0, x ** 2, 0.0), rtol=0, atol=0)
+    assert_close(tape.jacobian(x), np.diag(np.where(x > 0, 2 * x, 0.0)), rtol=0, atol=0)
     tape = jitad.record(lambda x: np.where(x < 0, -3.0 * x, np.ones(4)), x0)
-    assert_close(tape.jacobian(x), np.diag(np.where(x0 < 0, -3.0, 0.0)), rtol=0, atol=0)
+    assert_close(tape.jacobian(x), np.diag(np.where(x < 0, -3.0, 0.0)), rtol=0, atol=0)
     # traced scalars in the branches, broadcasting against a traced vector
     tape = jitad.record(lambda x, s: np.sum(np.where(x > 0, x, s * s)), x0, 1.5)
-    assert_close(tape.gradient(np.concatenate([x, [2.0]])), [0, 1, 1, 0, 2 * 2.0 * 2],
+    assert_close(tape.gradient(np.concatenate([x, [2.0]])), [1, 0, 1, 0, 2 * 2.0 * 2],
                  rtol=0, atol=0)
 
 
 def test_where_traced_condition_constant_branches():
-    """Only the condition is traced (used for its truth values): the result is a constant."""
+    """Only the condition is traced: the result is piecewise constant, re-decided per point."""
     tape = jitad.record(lambda x: np.where(x, 1.0, 2.0) * x, np.array([1.0, 0.0, -3.0]))
-    assert_close(tape.forward(np.array([5.0, 6.0, 7.0])), [5.0, 12.0, 7.0], rtol=0, atol=0)
-    assert_close(tape.jacobian(np.array([5.0, 6.0, 7.0])), np.diag([1.0, 2.0, 1.0]), rtol=0,
+    assert_close(tape.forward(np.array([5.0, 0.0, 7.0])), [5.0, 0.0, 7.0], rtol=0, atol=0)
+    assert_close(tape.jacobian(np.array([5.0, 0.0, 7.0])), np.diag([1.0, 2.0, 1.0]), rtol=0,
+                 atol=0)
+    assert_close(tape.jacobian(np.array([0.0, 6.0, 7.0])), np.diag([2.0, 1.0, 1.0]), rtol=0,
                  atol=0)
 
 
@@ -1018,13 +1022,15 @@ def test_len_shape_ndim_size_attributes():
     assert_close(tape.gradient(X34.ravel()), np.full(12, 3.0), rtol=0, atol=0)
 
 
-def test_comparisons_return_plain_booleans():
+def test_comparisons_return_guarded_conditions():
+    """Comparisons give traced conditions; as numpy arrays or bools they are the recorded
+    outcomes, and the tape guards them (test_guards.py has the details)."""
     out = {}
 
     def f(x):
-        out["lt"] = x < 1.0
-        out["ge"] = x[0] >= x[1]
-        out["eq"] = x == np.array([0.5, 2.0, 0.0])
+        out["lt"] = np.asarray(x < 1.0)
+        out["ge"] = bool(x[0] >= x[1])
+        out["eq"] = np.asarray(x == np.array([0.5, 2.0, 0.0]))
         return x if x[0] < x[1] else -x
 
     tape = jitad.record(f, np.array([0.5, 2.0, 3.0]))
@@ -1032,4 +1038,6 @@ def test_comparisons_return_plain_booleans():
     assert_close(out["lt"], [True, False, False], rtol=0, atol=0)
     assert not out["ge"]
     assert_close(out["eq"], [True, True, False], rtol=0, atol=0)
-    assert_close(tape.jacobian(np.array([3.0, 1.0, 0.0])), np.eye(3), rtol=0, atol=0)
+    assert_close(tape.jacobian(np.array([0.5, 2.0, 4.0])), np.eye(3), rtol=0, atol=0)
+    with pytest.raises(jitad.BranchChangedError):
+        tape.jacobian(np.array([3.0, 1.0, 0.0]))

@@ -60,10 +60,20 @@ def assert_same_function(t, t0, z, seed=0, rtol=1e-13):
 
 def assert_fixed_point(t):
     """A second optimisation of an optimised tape finds nothing left to do."""
-    opt = optimize_arrays(*tape_arrays(t), t.out)
+    gb = t.guard_b
+    opt = optimize_arrays(*tape_arrays(t), t.out, keep=[t.guard_a, gb[gb >= 0]])
     r = opt.report
     assert (r.folded, r.partially_folded, r.merged, r.dead) == (0, 0, 0, 0), t.summary()
     assert opt.code is t.code  # nothing removed: the arrays are handed back as they are
+
+
+def on_path(t, t0, zs):
+    """The points of zs where the recorded path applies (the guards hold); the optimised
+    tape's guards (renumbered slots) agree with the unoptimised tape's everywhere."""
+    with np.errstate(all="ignore"):
+        for z in zs:
+            assert t.failing_guard(z) == t0.failing_guard(z)
+        return [z for z in zs if t0.guards_hold(z)]
 
 
 def finite_everywhere(t0, zs):
@@ -134,10 +144,11 @@ def _check_program(case):
     z0, z1 = np.append(x0, s0), np.append(x1, s1)
     with np.errstate(all="ignore"):
         t, t0 = both(lambda x, s: run(prog, x, s, out_mode, ctx), x0, s0)
-        assume(_sane(t0.forward(z0)) and _sane(t0.forward(z1)))
-    assert len(t) <= len(t0)
-    assume(finite_everywhere(t0, (z0, z1)))
-    for k, z in enumerate((z0, z1)):
+        assume(_sane(t0.forward(z0)) and (not t0.guards_hold(z1) or _sane(t0.forward(z1))))
+    assert len(t) <= len(t0) and t.n_guards == t0.n_guards
+    zs = on_path(t, t0, (z0, z1))
+    assume(finite_everywhere(t0, zs))
+    for k, z in enumerate(zs):
         assert_same_function(t, t0, z, seed + k)
     assert_fixed_point(t)
 
@@ -147,11 +158,11 @@ def _check_program(case):
 def test_random_matrix_programs_same_derivatives(case):
     prog, ctx, X0_, X1_, out_mode, seed = case
     t, t0 = both(lambda X: run_mat(prog, X, out_mode, ctx), X0_)
-    assert len(t) <= len(t0)
-    z0, z1 = X0_.ravel(), X1_.ravel()
-    assume(_sane(t0.forward(z0)) and _sane(t0.forward(z1)))
-    assume(finite_everywhere(t0, (z0, z1)))
-    for k, z in enumerate((z0, z1)):
+    assert len(t) <= len(t0) and t.n_guards == t0.n_guards
+    zs = on_path(t, t0, (X0_.ravel(), X1_.ravel()))
+    assume(all(_sane(t0.forward(z)) for z in zs))
+    assume(finite_everywhere(t0, zs))
+    for k, z in enumerate(zs):
         assert_same_function(t, t0, z, seed + k)
     assert_fixed_point(t)
 
@@ -409,3 +420,25 @@ def test_optimize_false_keeps_the_recording():
     assert t0.optimization is None and len(t0) == 3 * X0.size + 1
     codes = set(np.unique(t0.code))
     assert codes == {oc.UNARY_CODE["sin"], oc.LIN}
+
+
+def test_guard_operands_stay_alive_and_are_renumbered():
+    """A comparison's operand that no output uses (only the guard reads it) is kept, and guard
+    slots follow CSE and renumbering: the optimised tape detects the same branch changes."""
+    def f(x):
+        np.exp(x)  # dead: shifts the slots of everything after it
+        s = np.sin(x[0]) * np.sin(x[0])  # read only by the comparison; its second sin merges
+        if s > 0.25:
+            return x[1] * 2.0
+        return x[1] * 3.0
+    t, t0 = both(f, X0)
+    assert t.n_guards == t0.n_guards == 1 and len(t) < len(t0)
+    assert t.optimization.dead == X0.size and t.optimization.merged == 1
+    for z in (X0, X1, -X1, X1 * 3.0):
+        assert t.failing_guard(z) == t0.failing_guard(z)
+        assert t.guards_hold(z) == ((np.sin(z[0]) ** 2 > 0.25) == (np.sin(X0[0]) ** 2 > 0.25))
+    z = X0.copy()
+    z[0] = 1.2  # sin(1.2)^2 > 0.25 > sin(0.3)^2: the other branch
+    with pytest.raises(jitad.BranchChangedError):
+        t.gradient(z)
+    assert_same_function(t, t0, X0)

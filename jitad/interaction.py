@@ -1,0 +1,153 @@
+"""Dense Hessians from second-order interactions (see `interaction_sweeps.py` for the math).
+
+`Tape.hessian` uses it when `InteractionPlan.use` says it is estimated to beat n
+multi-direction HVP sweeps on its tape; the plan (row patterns, cost) is built once per tape.
+"""
+import numba
+import numpy as np
+
+from . import interaction_sweeps as ik
+from . import workspace
+from .threads import parallel
+
+# Row storage allowed per plan, in entries per tape edge/slot: beyond it rows are too dense
+# for this method to win and the plan gives up (bounded build time and memory).
+_NNZ_PER_EDGE = 4
+# Rows per dense group (and length of each) from which BLAS takes their outer products.
+_GROUP_MIN_ROWS = 8
+_GROUP_MIN_LENGTH = 8
+# Outer-product work below which the accumulation stays in the calling thread.
+_SERIAL_WORK = 200_000
+
+
+class InteractionPlan:
+    """Row patterns of one tape. `ok` is False when the rows would be too dense."""
+
+    def __init__(self, tape):
+        n_edges = tape.arg.shape[0]
+        max_nnz = _NNZ_PER_EDGE * (n_edges + tape.n_slots)
+        (self.ok, self.kind, self.base, self.rptr, self.ridx, self.term_ops, cost,
+         diag) = ik.plan(tape.eptr, tape.arg, tape.tptr, tape.ta, tape.tb, tape.n_inputs,
+                              tape.out, max_nnz)
+        self.n_rows = self.rptr.shape[0] - 1
+        self._uid = tape._uid
+        self.groups = self._dense_groups(tape, diag) if self.ok else []
+        # multiply-adds of one Hessian: scattered (rows, cross pairs, rows not in a dense
+        # group) and by BLAS (the groups)
+        lengths = np.diff(self.rptr).astype(np.float64)
+        in_group = np.zeros(self.n_rows, bool)
+        for _, _, members in self.groups:
+            in_group[members] = True
+        square = 0.5 * lengths * (lengths + 1) * (diag != 0)
+        self.blas_cost = float(square[in_group].sum())
+        self.scatter_cost = float(cost + square[~in_group].sum())
+        self.use = self._cheaper_than_hvps(tape)
+        self.one_call = not self.groups and self.scatter_cost < _SERIAL_WORK
+        self._args = (tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.ta,
+                      tape.tb, tape.n_inputs, tape.out)
+        if self.one_call:
+            self._pack(tape)
+
+    def _pack(self, tape):
+        """Flat copies of the tape and plan arrays for `interaction_sweeps.hessian_packed`."""
+        ints = [tape.code, tape.eptr, tape.arg, tape.tptr, tape.ta, tape.tb, tape.out,
+                self.kind, self.base, self.rptr, self.ridx, self.term_ops]
+        self._io = np.cumsum([0] + [a.shape[0] for a in ints]).astype(np.int64)
+        self._ints = np.concatenate(ints).astype(np.int32)
+        self._fo = np.array([0, tape.param.shape[0], tape.param.shape[0] + tape.coef.shape[0]],
+                            np.int64)
+        self._floats = np.concatenate([tape.param, tape.coef])
+        n_slots, n_terms = tape.n_slots, tape.ta.shape[0]
+        sizes = [n_slots, tape.arg.shape[0], n_terms, n_slots, n_slots, self.ridx.shape[0],
+                 tape.n_inputs, self.n_rows, n_terms]
+        self._wo = np.cumsum([0] + sizes).astype(np.int64)
+        self._n_terms = n_terms
+
+    def _dense_groups(self, tape, diag):
+        """[(lo, length, row ids)]: rows of term operands whose patterns are the same
+        contiguous index range lo..lo+length-1, many of them (a mat-vec with a constant matrix
+        followed by elementwise functions). Their outer products go to BLAS as Bp.T @ Bp -
+        Bn.T @ Bn (numpy calls syrk for a product of a matrix with its own transpose)."""
+        rptr, ridx = self.rptr, self.ridx
+        lengths = np.diff(rptr)
+        first = ridx[np.minimum(rptr[:-1], max(ridx.size - 1, 0))] if ridx.size else rptr[:-1]
+        last = ridx[np.maximum(rptr[1:] - 1, 0)] if ridx.size else rptr[:-1]
+        ok = (diag != 0) & (lengths >= _GROUP_MIN_LENGTH) & (last - first == lengths - 1)
+        rows = np.flatnonzero(ok)
+        if rows.size < _GROUP_MIN_ROWS:
+            return []
+        keys = first[rows].astype(np.int64) * (tape.n_inputs + 1) + lengths[rows]
+        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        groups = []
+        for g in np.flatnonzero(counts >= _GROUP_MIN_ROWS):
+            members = rows[inverse == g].astype(np.int32)
+            r0 = members[0]
+            groups.append((int(first[r0]), int(lengths[r0]), members))
+        return groups
+
+    def _cheaper_than_hvps(self, tape):
+        """Whether the interaction Hessian is estimated cheaper than n multi-direction HVPs
+        (tangent, first- and second-order reverse work per direction and slot/edge)."""
+        if not self.ok:
+            return False
+        n = tape.n_inputs
+        hvp_cost = n * (3.0 * tape.arg.shape[0] + 2.0 * tape.ta.shape[0] + tape.n_slots)
+        # BLAS runs several times faster than a scattered loop
+        return self.scatter_cost + 0.25 * self.blas_cost + 0.5 * n * n < hvp_cost
+
+    def _work(self, tape):
+        """This thread's (val, d1, d2, adj) point arrays and the plan's work arrays."""
+        n_terms = tape.ta.shape[0]
+        nnz = self.ridx.shape[0]
+
+        def make():
+            return tape._arrays() + (workspace.buffer("ih_scale", (tape.n_slots,)),
+                    workspace.buffer("ih_rval", (nnz,)),
+                    workspace.buffer("ih_acc", (tape.n_inputs,), zero=True),
+                    workspace.buffer("ih_rc", (self.n_rows,)),
+                    workspace.buffer("ih_xa", (n_terms,), np.int32),
+                    workspace.buffer("ih_xb", (n_terms,), np.int32),
+                    workspace.buffer("ih_xc", (n_terms,)))
+        return workspace.cached((self._uid, "interaction"), make)
+
+    def hessian(self, tape, x, w):
+        """Dense (n, n) Hessian of sum_k w[k] y[k] at x (x, w validated by the caller).
+
+        Large problems share this thread's point arrays (values and partials at x) with the
+        other Tape methods; small ones run in one call on private work arrays."""
+        n = tape.n_inputs
+        if self.one_call:  # one dispatch with few arguments: what small problems pay for
+            H = np.zeros((n, n))
+            ik.hessian_packed(self._ints, self._io, self._floats, self._fo, n, x, w,
+                              workspace.buffer("ih_packed", (self._wo[-1],)),
+                              self._wo, workspace.buffer("ih_ipacked", (2 * self._n_terms,),
+                                                         np.int32), H)
+            return H
+        ws = workspace.local()
+        work = ws.views.get((self._uid, "interaction")) or self._work(tape)
+        key = ws.point_key
+        xbytes = x.tobytes()
+        at_point = key is not None and key[0] == self._uid and key[1] == xbytes
+        args = self._args + (x, w, at_point) + work[:4] + (
+            self.kind, self.base, self.rptr, self.ridx, self.term_ops) + work[4:]
+        H = np.zeros((n, n))
+        threads = numba.get_num_threads()
+        n_cross = ik.prepare(*args)
+        rval, rc, xa, xb, xc = work[5], work[7], work[8], work[9], work[10]
+        for lo, ln, members in self.groups:
+            Bp = workspace.buffer("ih_Bp", (members.shape[0], ln))
+            Bn = workspace.buffer("ih_Bn", (members.shape[0], ln))
+            n_p, n_n = ik.split_group(self.rptr, rval, rc, members, Bp, Bn)
+            S = H[lo:lo + ln, lo:lo + ln]
+            if n_p:
+                S += Bp[:n_p].T @ Bp[:n_p]
+            if n_n:
+                S -= Bn[:n_n].T @ Bn[:n_n]
+        if threads == 1 or self.scatter_cost < _SERIAL_WORK:
+            ik.accumulate(self.rptr, self.ridx, rval, rc, xa, xb, xc, n_cross, H, 0, 1)
+        else:
+            parallel(ik.accumulate_parallel, self.rptr, self.ridx, rval, rc, xa, xb, xc,
+                     n_cross, H, threads)
+        if not at_point:
+            ws.point_key = (self._uid, xbytes)
+        return H

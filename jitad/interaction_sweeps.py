@@ -1,0 +1,374 @@
+"""Kernels of the interaction Hessian: H = sum over ops i of adj_i * sum over the op's
+second-order terms (a, b) of d2 * (grad u_a) (grad u_b)^T.
+
+Here adj_i is the first-order adjoint of op i, d2 the term's stored second partial and grad u
+the gradient of an operand slot with respect to the inputs (its *row*). This is the
+second-order chain rule read off the tape: the terms are exactly where curvature enters, and
+linear ops contribute none. When the operand rows are short (partially separable objectives,
+pair potentials, a mat-vec with a constant matrix followed by elementwise functions) the
+Hessian costs sum(|row a| * |row b|) multiply-adds instead of n multi-direction HVP sweeps.
+
+Rows are kept sparse. A slot whose operands all share one row (unary chains, scaling,
+x * x) shares that row with a per-point scale instead of storing its own; only ops that mix
+different rows store a merged row, whose index pattern is built once per tape (`plan`).
+"""
+import numpy as np
+from numba import njit, prange
+
+from . import sweeps
+
+_jit = njit(cache=True, error_model="numpy", nogil=True)
+_pjit = njit(cache=True, error_model="numpy", nogil=True, parallel=True)
+
+# kind of a slot in the plan
+NONE = 0    # not needed by any term, or constant: row is empty
+INPUT = 1   # input j: row e_j (row id j)
+SHARED = 2  # scale * the row of its operands (all operands with a row share it)
+MERGED = 3  # own stored row: sum over edges of d1 * scale * operand row
+DIRECT = 4  # MERGED whose edges are distinct single-entry rows in increasing order (a mat-vec
+            # row over the inputs): row value k is edge k's d1 * scale, no scatter needed
+
+
+@_jit
+def plan(eptr, arg, tptr, ta, tb, n_in, out, max_nnz):
+    """Row structure of a tape, once per tape.
+
+    Returns (ok, kind (n_slots,) int8, base (n_slots,) int32 row ids, rptr (n_rows+1,),
+    ridx (nnz,) sorted input indices per row, term_ops (n_live_term_ops,) int32, cost, diag
+    (n_rows,) uint8): ok is False when the rows would need more than max_nnz entries. cost
+    counts the multiply-adds of building rows and of the cross-row products; diag marks the
+    rows whose outer product with themselves is needed (cost: half their length squared).
+    """
+    n_ops = eptr.shape[0] - 1
+    n_slots = n_in + n_ops
+    live = np.zeros(n_slots, np.uint8)
+    for k in range(out.shape[0]):
+        live[out[k]] = 1
+    for i in range(n_ops - 1, -1, -1):
+        if live[n_in + i]:
+            for e in range(eptr[i], eptr[i + 1]):
+                live[arg[e]] = 1
+    need = np.zeros(n_slots, np.uint8)
+    n_term_ops = 0
+    for i in range(n_ops):
+        if live[n_in + i] and tptr[i + 1] > tptr[i]:
+            n_term_ops += 1
+            for t in range(tptr[i], tptr[i + 1]):
+                need[arg[ta[t]]] = 1
+                need[arg[tb[t]]] = 1
+    term_ops = np.empty(n_term_ops, np.int32)
+    n_term_ops = 0
+    for i in range(n_ops):
+        if live[n_in + i] and tptr[i + 1] > tptr[i]:
+            term_ops[n_term_ops] = i
+            n_term_ops += 1
+    for i in range(n_ops - 1, -1, -1):
+        if need[n_in + i]:
+            for e in range(eptr[i], eptr[i + 1]):
+                need[arg[e]] = 1
+
+    kind = np.zeros(n_slots, np.int8)
+    base = np.full(n_slots, -1, np.int32)
+    cap = max(16, n_in + 4 * (eptr[n_ops] + 1))
+    rptr = np.empty(n_in + n_ops + 1, np.int32)
+    ridx = np.empty(min(cap, max_nnz + 1), np.int32)
+    for j in range(n_in):
+        kind[j] = INPUT
+        base[j] = j
+        rptr[j] = j
+        ridx[j] = j
+    n_rows = n_in
+    nnz = n_in
+    rptr[n_rows] = nnz
+    mark = np.full(n_in, -1, np.int32)
+    cost = 0.0
+    for i in range(n_ops):
+        s = n_in + i
+        if not need[s]:
+            continue
+        b = -1
+        mixed = False
+        for e in range(eptr[i], eptr[i + 1]):
+            r = base[arg[e]]
+            if r >= 0:
+                if b < 0:
+                    b = r
+                elif r != b:
+                    mixed = True
+        if b < 0:
+            continue  # constant: empty row
+        if not mixed:
+            kind[s] = SHARED
+            base[s] = b
+            continue
+        # merged row: sorted union of the operand rows
+        start = nnz
+        for e in range(eptr[i], eptr[i + 1]):
+            r = base[arg[e]]
+            if r < 0:
+                continue
+            cost += rptr[r + 1] - rptr[r]
+            for q in range(rptr[r], rptr[r + 1]):
+                j = ridx[q]
+                if mark[j] != n_rows:
+                    mark[j] = n_rows
+                    if nnz >= max_nnz:
+                        return (False, kind, base, rptr[:1], ridx[:0], term_ops, cost,
+                                np.zeros(0, np.uint8))
+                    if nnz >= ridx.shape[0]:
+                        grown = np.empty(min(2 * ridx.shape[0], max_nnz + 1), np.int32)
+                        grown[:nnz] = ridx[:nnz]
+                        ridx = grown
+                    ridx[nnz] = j
+                    nnz += 1
+        direct = True  # edges in order, each a distinct one-entry row: already sorted
+        prev = -1
+        for e in range(eptr[i], eptr[i + 1]):
+            r = base[arg[e]]
+            if r < 0 or rptr[r + 1] - rptr[r] != 1 or ridx[rptr[r]] <= prev:
+                direct = False
+                break
+            prev = ridx[rptr[r]]
+        if not direct:
+            ridx[start:nnz].sort()
+        kind[s] = DIRECT if direct else MERGED
+        base[s] = n_rows
+        n_rows += 1
+        rptr[n_rows] = nnz
+    # outer products: a row paired with itself (any number of terms: one weight) costs the
+    # upper half of its square; a pair of different rows the full product
+    diag = np.zeros(n_rows, np.uint8)
+    for k in range(term_ops.shape[0]):
+        i = term_ops[k]
+        for t in range(tptr[i], tptr[i + 1]):
+            ra = base[arg[ta[t]]]
+            rb = base[arg[tb[t]]]
+            if ra >= 0 and rb >= 0:
+                if ra == rb:
+                    diag[ra] = 1
+                else:
+                    cost += (rptr[ra + 1] - rptr[ra]) * (rptr[rb + 1] - rptr[rb])
+    return True, kind, base, rptr[: n_rows + 1].copy(), ridx[:nnz].copy(), term_ops, cost, diag
+
+
+@_jit
+def rows(eptr, arg, d1, n_in, kind, base, rptr, ridx, scale, rval, acc):
+    """Per point: scale (n_slots,) of every needed slot and values rval (nnz,) of the merged
+    rows, from the edge partials d1. acc (n_in,) is zero on entry and left zero."""
+    n_ops = eptr.shape[0] - 1
+    for j in range(n_in):
+        scale[j] = 1.0
+        rval[j] = 1.0
+    for i in range(n_ops):
+        s = n_in + i
+        ks = kind[s]
+        if ks == SHARED:
+            b = base[s]
+            sc = 0.0
+            for e in range(eptr[i], eptr[i + 1]):
+                a = arg[e]
+                if base[a] == b:
+                    sc += d1[e] * scale[a]
+            scale[s] = sc
+        elif ks == DIRECT:
+            q = rptr[base[s]]
+            for e in range(eptr[i], eptr[i + 1]):
+                a = arg[e]
+                rval[q] = d1[e] * scale[a] * rval[rptr[base[a]]]
+                q += 1
+            scale[s] = 1.0
+        elif ks == MERGED:
+            for e in range(eptr[i], eptr[i + 1]):
+                a = arg[e]
+                r = base[a]
+                if r >= 0:
+                    sc = d1[e] * scale[a]
+                    for q in range(rptr[r], rptr[r + 1]):
+                        acc[ridx[q]] += sc * rval[q]
+            r = base[s]
+            for q in range(rptr[r], rptr[r + 1]):
+                j = ridx[q]
+                rval[q] = acc[j]
+                acc[j] = 0.0
+            scale[s] = 1.0
+
+
+@_jit
+def weights(arg, tptr, ta, tb, d2, n_in, adj, term_ops, base, scale, rc, xa, xb, xc):
+    """Per point: the weight rc[r] of every row's outer product with itself, and the list of
+    cross pairs (xa[k], xb[k], xc[k]) meaning xc * (row xa)(row xb)^T + its transpose.
+    Returns the number of cross pairs. rc (n_rows,) must be zero on entry."""
+    n_cross = 0
+    for k in range(term_ops.shape[0]):
+        i = term_ops[k]
+        w = adj[n_in + i]
+        if w == 0.0:
+            continue
+        for t in range(tptr[i], tptr[i + 1]):
+            p = ta[t]
+            q = tb[t]
+            a = arg[p]
+            b = arg[q]
+            ra = base[a]
+            rb = base[b]
+            if ra < 0 or rb < 0:
+                continue
+            c = w * d2[t] * scale[a] * scale[b]
+            if ra == rb:
+                rc[ra] += c if p == q else 2.0 * c
+            else:
+                xa[n_cross] = ra
+                xb[n_cross] = rb
+                xc[n_cross] = c
+                n_cross += 1
+    return n_cross
+
+
+@_jit
+def accumulate(rptr, ridx, rval, rc, xa, xb, xc, n_cross, H, part, n_parts):
+    """Add the outer products to H (n, n), both triangles, so no symmetrising pass over the
+    n^2 entries is needed (for banded problems that pass would cost more than the rest).
+    With n_parts > 1 only the rows j with (j >> 4) % n_parts == part are written, so that parts
+    run in parallel on disjoint rows; each part then walks every product in full. Entries
+    (j, k) and (k, j) receive bitwise equal increments (c * (u_j * v_k), products commute) in
+    the same order, so H is exactly symmetric."""
+    serial = n_parts == 1
+    for r in range(rc.shape[0]):
+        c = rc[r]
+        if c == 0.0:
+            continue
+        q0 = rptr[r]
+        q1 = rptr[r + 1]
+        for p in range(q0, q1):
+            j = ridx[p]
+            u = rval[p]
+            if serial:  # upper triangle, mirrored
+                H[j, j] += c * (u * u)
+                for q in range(p + 1, q1):
+                    k = ridx[q]
+                    h = c * (u * rval[q])
+                    H[j, k] += h
+                    H[k, j] += h
+            elif (j >> 4) % n_parts == part:
+                for q in range(q0, q1):
+                    H[j, ridx[q]] += c * (u * rval[q])
+    for k in range(n_cross):
+        c = xc[k]
+        ra = xa[k]
+        rb = xb[k]
+        if serial:  # c * (row_a row_b^T + row_b row_a^T)
+            for p in range(rptr[ra], rptr[ra + 1]):
+                j = ridx[p]
+                u = rval[p]
+                for q in range(rptr[rb], rptr[rb + 1]):
+                    i = ridx[q]
+                    h = c * (u * rval[q])
+                    H[j, i] += h
+                    H[i, j] += h
+            continue
+        for side in range(2):
+            r1 = ra if side == 0 else rb
+            r2 = rb if side == 0 else ra
+            for p in range(rptr[r1], rptr[r1 + 1]):
+                j = ridx[p]
+                if (j >> 4) % n_parts == part:
+                    u = rval[p]
+                    for q in range(rptr[r2], rptr[r2 + 1]):
+                        H[j, ridx[q]] += c * (u * rval[q])
+
+
+@_pjit
+def accumulate_parallel(rptr, ridx, rval, rc, xa, xb, xc, n_cross, A, n_parts):
+    for part in prange(n_parts):
+        accumulate(rptr, ridx, rval, rc, xa, xb, xc, n_cross, A, part, n_parts)
+
+
+@_jit
+def split_group(rptr, rval, rc, group, Bp, Bn):
+    """Rows of one dense group (same contiguous pattern) as sqrt(|rc|)-scaled rows of Bp
+    (rc > 0) and Bn (rc < 0), so that their outer products sum to Bp.T @ Bp - Bn.T @ Bn, one
+    BLAS syrk each. Clears rc of those rows (the scattered accumulation then skips them).
+    Returns (rows in Bp, rows in Bn)."""
+    n_p = 0
+    n_n = 0
+    ln = Bp.shape[1]
+    for k in range(group.shape[0]):
+        r = group[k]
+        c = rc[r]
+        if c == 0.0:
+            continue
+        q0 = rptr[r]
+        if c > 0.0:
+            f = np.sqrt(c)
+            for q in range(ln):
+                Bp[n_p, q] = f * rval[q0 + q]
+            n_p += 1
+        else:
+            f = np.sqrt(-c)
+            for q in range(ln):
+                Bn[n_n, q] = f * rval[q0 + q]
+            n_n += 1
+        rc[r] = 0.0
+    return n_p, n_n
+
+
+@_jit
+def prepare(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, at_point,
+            val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc, rc,
+            xa, xb, xc):
+    """Everything of one Hessian that is linear in the tape size: forward sweep (unless the
+    point arrays already hold x), adjoints for weights w, rows, outer-product weights.
+    Returns the number of cross pairs."""
+    if not at_point:
+        sweeps.forward(code, param, eptr, arg, coef, tptr, n_in, x, True, val, d1, d2)
+    sweeps.reverse1(eptr, arg, d1, n_in, out, w, adj)
+    rows(eptr, arg, d1, n_in, kind, base, rptr, ridx, scale, rval, acc)
+    rc[:] = 0.0
+    return weights(arg, tptr, ta, tb, d2, n_in, adj, term_ops, base, scale, rc, xa, xb, xc)
+
+
+@_jit
+def hessian_serial(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, at_point,
+                   val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc, rc,
+                   xa, xb, xc, H):
+    """The whole Hessian in one call (small problems: one dispatch). H (n, n) zero on entry."""
+    n_cross = prepare(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, at_point,
+                      val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc,
+                      rc, xa, xb, xc)
+    accumulate(rptr, ridx, rval, rc, xa, xb, xc, n_cross, H, 0, 1)
+
+
+@_jit
+def hessian_packed(ints, io, floats, fo, n_in, x, w, work, wo, iwork, H):
+    """`hessian_serial` with the tape, plan and work arrays packed into a few flat arrays
+    (ints: code, eptr, arg, tptr, ta, tb, out, kind, base, rptr, ridx, term_ops split at io;
+    floats: param, coef at fo; work: val, d1, d2, adj, scale, rval, acc, rc, xc at wo; iwork:
+    xa, xb): Numba's dispatch costs about as much per argument as a small Hessian's sweeps."""
+    code = ints[io[0]:io[1]]
+    eptr = ints[io[1]:io[2]]
+    arg = ints[io[2]:io[3]]
+    tptr = ints[io[3]:io[4]]
+    ta = ints[io[4]:io[5]]
+    tb = ints[io[5]:io[6]]
+    out = ints[io[6]:io[7]]
+    kind = ints[io[7]:io[8]]
+    base = ints[io[8]:io[9]]
+    rptr = ints[io[9]:io[10]]
+    ridx = ints[io[10]:io[11]]
+    term_ops = ints[io[11]:io[12]]
+    param = floats[fo[0]:fo[1]]
+    coef = floats[fo[1]:fo[2]]
+    val = work[wo[0]:wo[1]]
+    d1 = work[wo[1]:wo[2]]
+    d2 = work[wo[2]:wo[3]]
+    adj = work[wo[3]:wo[4]]
+    scale = work[wo[4]:wo[5]]
+    rval = work[wo[5]:wo[6]]
+    acc = work[wo[6]:wo[7]]
+    rc = work[wo[7]:wo[8]]
+    xc = work[wo[8]:wo[9]]
+    acc[:] = 0.0  # the buffer is shared by plans with other layouts
+    nt = ta.shape[0]
+    hessian_serial(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, False,
+                   val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc, rc,
+                   iwork[:nt], iwork[nt:2 * nt], xc, H)

@@ -1,0 +1,154 @@
+"""The interaction Hessian (`jitad/interaction.py`): dense Hessians from the tape's second-order
+terms and sparse operand rows, against the multi-direction HVP path, analytic Hessians and
+finite differences; its plan, dense BLAS groups, cross-row pairs, parallel accumulation and
+the fall-back to HVPs."""
+import numpy as np
+import pytest
+
+import jitad
+from jitad import interaction
+from jitad.tape import _EMPTY2
+from fdcheck import assert_close, assert_fd_close, fd_hessian
+
+
+def hvp_hessian(tape, x, w=None):
+    """The Hessian from n unit HVPs (the other path), symmetrised."""
+    x = np.asarray(x, dtype=np.float64)
+    H = tape._hvp_rows(x, w, _EMPTY2, True, tape.n_inputs)
+    return 0.5 * (H + H.T)
+
+
+RNG = np.random.default_rng(7)
+X = RNG.standard_normal((60, 12))
+
+
+def glm(w):  # a mat-vec with a constant matrix, then elementwise: one dense BLAS group
+    z = X @ w
+    return np.sum(np.log1p(np.exp(z))) + np.sum(np.sin(z)) + 0.5 * (w @ w)
+
+
+def glm_hessian(w):
+    z = X @ w
+    s = 1.0 / (1.0 + np.exp(-z))
+    c = s * (1.0 - s) - np.sin(z)  # signed weights: positive and negative syrk parts
+    return X.T @ (c[:, None] * X) + np.eye(w.size)
+
+
+def pairs(x):  # cross-row pairs: products of different rows
+    a = x[:-2] + 2.0 * x[1:-1]
+    b = x[2:] - x[:-2] * 0.5
+    return np.sum(a * b) + np.sum(np.cos(a) * np.exp(0.1 * b))
+
+
+def chained(x):  # rows built from rows (merged, not direct), shared rows through unary chains
+    u = np.tanh(x[:-1] * x[1:] + x[:-1])
+    v = np.cumsum(u)
+    return np.sum(np.exp(0.2 * v) ** 2) + x[0] * x[0]
+
+
+@pytest.mark.parametrize("func, n", [(glm, 12), (pairs, 9), (chained, 7)])
+def test_matches_hvp_path_and_finite_differences(func, n):
+    x0 = np.linspace(-0.8, 0.9, n)
+    tape = jitad.record(func, x0)
+    plan = tape._interaction_plan()
+    assert plan.ok
+    for x in (x0, 0.7 * x0[::-1] + 0.1):  # the recording point and another one
+        H = plan.hessian(tape, tape._x(x), np.ones(1))
+        assert np.array_equal(H, H.T)
+        assert_close(H, hvp_hessian(tape, x), rtol=1e-12, atol=1e-12 * max(1, np.abs(H).max()))
+        assert_fd_close(H, fd_hessian(func, x), rtol=1e-6, atol=1e-6)
+
+
+def test_dense_group_signed_weights_against_analytic():
+    w0 = np.linspace(-0.5, 0.5, 12)
+    tape = jitad.record(glm, w0)
+    plan = tape._interaction_plan()
+    assert len(plan.groups) == 1 and plan.groups[0][1] == 12  # one group: rows of X @ w
+    for w in (w0, np.cos(np.arange(12.0))):
+        H = tape.hessian(w)
+        assert_close(H, glm_hessian(w), rtol=1e-12, atol=1e-12)
+        assert np.array_equal(H, H.T)
+
+
+def test_parallel_accumulation_matches_serial(monkeypatch):
+    x = np.linspace(-1, 1, 40)
+    tape = jitad.record(pairs, x)
+    serial = tape.hessian(x)
+    monkeypatch.setattr(interaction, "_SERIAL_WORK", 0)
+    import numba
+    if numba.get_num_threads() > 1:
+        parallel = tape._interaction_plan().hessian(tape, tape._x(x), np.ones(1))
+        assert np.array_equal(parallel, parallel.T)
+        assert_close(parallel, serial, rtol=1e-13, atol=1e-13)
+
+
+def test_weights_of_several_outputs():
+    def f(x):
+        return np.stack([np.sum(x ** 3), np.prod(x[:3]), np.sin(x[0] * x[-1])])
+    x = np.array([0.3, -0.4, 1.1, 0.8])
+    tape = jitad.record(f, x)
+    w = np.array([0.5, -2.0, 3.0])
+    assert tape._interaction_plan().use
+    assert_close(tape.hessian(x, w), hvp_hessian(tape, x, w), rtol=1e-13, atol=1e-13)
+
+
+def test_dense_rows_fall_back_to_hvps(monkeypatch):
+    monkeypatch.setattr(interaction, "_NNZ_PER_EDGE", 0)  # no row budget at all
+    x = np.linspace(-1, 1, 6)
+    tape = jitad.record(chained, x)
+    assert not tape._interaction_plan().ok
+    assert not tape._interaction_plan().use
+    assert_fd_close(tape.hessian(x), fd_hessian(chained, x), rtol=1e-6, atol=1e-6)
+
+
+def test_point_cache_after_hessian():
+    """The Hessian leaves this thread's point arrays at x: a gradient afterwards must be of x,
+    and a Hessian after a gradient at another point must use that point."""
+    x0 = np.linspace(-0.8, 0.9, 9)
+    x1 = x0 + 0.3
+    tape = jitad.record(pairs, x0)
+    g1 = tape.gradient(x1)
+    tape.hessian(x0)
+    assert_close(tape.gradient(x1), g1, rtol=0, atol=0)
+    assert_close(tape.hessian(x1), hvp_hessian(tape, x1), rtol=1e-12, atol=1e-12)
+
+
+def test_plan_structure():
+    """Row kinds: inputs, shared rows along unary chains, direct mat-vec rows, merged rows."""
+    x = np.linspace(-1, 1, 5)
+    tape = jitad.record(lambda x: np.sum(np.exp(np.sin(x))) + np.sum(np.cos(X[:, :5] @ x)), x)
+    plan = tape._interaction_plan()
+    kinds = np.bincount(plan.kind, minlength=5)
+    from jitad import interaction_sweeps as ik
+    assert kinds[ik.INPUT] == 5
+    assert kinds[ik.DIRECT] == X.shape[0]  # one per row of X
+    assert kinds[ik.SHARED] >= 5  # sin(x) shares x's rows
+    assert plan.n_rows == 5 + X.shape[0]
+
+
+def test_set_num_threads():
+    x = np.linspace(-1, 1, 40)
+    tape = jitad.record(pairs, x)
+    before = jitad.get_num_threads()
+    try:
+        jitad.set_num_threads(1)
+        assert jitad.get_num_threads() == 1
+        one = tape.hessian(x)
+    finally:
+        jitad.set_num_threads(before)
+    assert_close(tape.hessian(x), one, rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="set_num_threads"):
+        jitad.set_num_threads(0)
+
+
+def test_guards_checked():
+    def f(x):
+        if x[0] > 0:
+            return np.sum(x[1:] * x[:-1]) + x[0] ** 3
+        return np.sum(np.sin(x))
+    x = np.array([0.5, 1.0, -0.3, 2.0])
+    tape = jitad.record(f, x)
+    assert tape._interaction_plan().use
+    assert_close(tape.hessian(x), hvp_hessian(tape, x), rtol=1e-13, atol=1e-13)
+    with pytest.raises(jitad.BranchChangedError):
+        tape.hessian(-x)
