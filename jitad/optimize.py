@@ -123,6 +123,21 @@ _ERRORS = {1: "unknown op code on the tape",
            4: "term edge outside its op's edges"}
 
 
+# The passes' work arrays stay in this thread's workspace for the next recording (fresh pages
+# cost a fault each) unless the tape has more slots than this: then they are released, since
+# they would hold ~25 bytes per slot for the life of the thread.
+KEEP_WORK_UP_TO = 1 << 20
+_WORK = ("opt_flags", "opt_rep", "opt_head", "opt_next", "opt_table", "opt_live", "opt_emap",
+         "opt_code", "opt_param", "opt_eptr", "opt_arg", "opt_coef", "opt_tptr", "opt_ta",
+         "opt_tb")
+
+
+def _release_work():
+    bufs = workspace.local().bufs
+    for name in _WORK:
+        bufs.pop(name, None)
+
+
 def _as_index(a, what):
     """int32 contiguous index array (the range of int32 arrays is checked by `optkernels.scan`)."""
     if type(a) is np.ndarray and a.dtype == INDEX and a.flags.c_contiguous:
@@ -213,10 +228,10 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
     report.dead = n_ops - n_live - report.merged
     if n_live == n_ops and not report.merged and not report.folded and code is before_code:
         # nothing removed (partial folds keep slots): no renumbering, the arrays as they are
-        slot_map = np.arange(n_slots, dtype=np.int64)
+        slot_map = np.arange(n_slots, dtype=INDEX)
         new = (code, param, eptr, arg, coef, tptr, ta, tb)
     else:
-        slot_map = np.empty(n_slots, np.int64)
+        slot_map = np.empty(n_slots, INDEX)
         new = (np.empty(n_live, np.uint8), np.empty(n_live), np.empty(n_live + 1, INDEX),
                np.empty(n_e, INDEX), np.empty(n_e), np.empty(n_live + 1, INDEX),
                np.empty(n_t, INDEX), np.empty(n_t, INDEX))
@@ -225,6 +240,8 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
     new_keep = [remap_slots(k, slot_map, "kept slots") for k in keep]
     report.after = (before if new[0] is before_code else
                     Sizes.of(n_in, new[0], new[2], new[5], new_out))
+    if n_slots > KEEP_WORK_UP_TO:
+        _release_work()
     report.seconds = time.perf_counter() - t0
     return Optimized(*new, new_out, new_keep, slot_map, report)
 
