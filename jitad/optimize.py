@@ -265,7 +265,8 @@ def summary(tape):
     after = Sizes.of(tape.n_inputs, tape.code, tape.eptr, tape.tptr, tape.out)
     before = rep.before if rep is not None else None
     head = (f"jitad.Tape: {tape.n_inputs} inputs -> {tape.n_outputs} outputs"
-            + ("" if rep is not None else " (not optimised)"))
+            + ("" if rep is not None else
+               " (no optimisation report: recorded with optimize=False, or loaded)"))
     rows = [("ops", lambda s: s.ops), ("slots", lambda s: s.slots), ("edges", lambda s: s.edges),
             ("second-order terms", lambda s: s.terms), ("bytes", lambda s: s.nbytes)]
     lines = [head]
