@@ -193,7 +193,9 @@ class Layout:
 
 def _setup(func, inputs, strict):
     is_tuple, arrays = _as_inputs(inputs)
-    tape = record(func, *arrays)
+    # one-shot tapes are swept once or a few times: the optimisation passes (which pay off on
+    # replay) would cost more than they save here (perf/README.md, tape optimisation)
+    tape = record(func, *arrays, optimize=False)
     layout = Layout(tape, is_tuple)
     if strict:
         layout.check_strict()
@@ -356,7 +358,7 @@ def _grad_call(func, argnums, args, kwargs, what):
             full[j] = t
         return func(*full, **kwargs)
 
-    tape = record(partial, *arrays)
+    tape = record(partial, *arrays, optimize=False)  # one-shot: see _setup
     lay = Layout(tape, is_tuple)
     lay.require_scalar_output(what)
     x = np.concatenate([a.ravel() for a in arrays]) if arrays else np.empty(0)

@@ -6,6 +6,7 @@ import numpy as np
 from . import array_functions  # noqa: F401  (registers numpy functions)
 from . import elementwise  # noqa: F401  (registers ufuncs)
 from . import conditions  # noqa: F401  (comparisons, np.where, guarded orders)
+from .optimize import optimize_arrays
 from .recorder import Recorder
 from .tape import Tape
 from .tracing import Traced, TracedArray, TracedScalar
@@ -60,12 +61,15 @@ def output_slots(rec, out):
     return flat, shapes, is_tuple
 
 
-def record(func, *args):
+def record(func, *args, optimize=True):
     """Record func(*args) on a Tape.
 
     args: numpy arrays of any shape, Python floats/ints or 0-d arrays (taken as float64). They
     are flattened in C order and concatenated into the tape's input vector; func may return a
     scalar, an array or a tuple of them, flattened likewise into the output vector.
+    optimize: fold constants, merge common subexpressions and drop ops no output depends on
+    (`jitad/optimize.py`; `tape.summary()` reports what it did). False keeps the tape as
+    recorded.
     """
     arrays = [as_float_array(a, f"argument {k}") for k, a in enumerate(args)]
     n_in = sum(a.size for a in arrays)
@@ -76,8 +80,21 @@ def record(func, *args):
     slots, shapes, is_tuple = output_slots(rec, out)
     rec.flush()
     x0 = rec.x0  # the recording point (also read by nested derivatives)
-    return Tape(n_in, rec.code.view(), rec.param.view(), rec.eptr.view(), rec.arg.view(),
-                rec.coef.view(), rec.tptr.view(), rec.ta.view(), rec.tb.view(), slots,
-                input_shapes=[a.shape for a in arrays], output_shapes=shapes,
-                output_is_tuple=is_tuple, x0=x0, guards=rec.guards.arrays(),
+    tape_arrays = (rec.code.view(), rec.param.view(), rec.eptr.view(), rec.arg.view(),
+                   rec.coef.view(), rec.tptr.view(), rec.ta.view(), rec.tb.view())
+    guards = rec.guards.arrays()
+    report = None
+    if optimize:
+        # guard operands are slots too: kept alive and renumbered with the tape (guard_b -1
+        # means a constant operand)
+        ga, gb = guards["guard_a"], guards["guard_b"]
+        opt = optimize_arrays(n_in, *tape_arrays, slots, x=x0, keep=[ga, gb[gb >= 0]])
+        tape_arrays, slots, report = opt.arrays, opt.out, opt.report
+        new_b = np.full(gb.shape, -1, dtype=opt.keep[1].dtype)
+        new_b[gb >= 0] = opt.keep[1]
+        guards = dict(guards, guard_a=opt.keep[0], guard_b=new_b)
+    tape = Tape(n_in, *tape_arrays, slots, input_shapes=[a.shape for a in arrays],
+                output_shapes=shapes, output_is_tuple=is_tuple, x0=x0, guards=guards,
                 guard_sources=rec.guards.sources)
+    tape.optimization = report
+    return tape

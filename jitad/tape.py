@@ -444,3 +444,12 @@ class Tape:
         x = self._x(x)
         plan = sparse.hessian_plan(self)
         return sparse.SparseMatrix(plan.pattern, plan.values(self, x, w))
+
+    # ---------------------------------------------------------------- optimisation report
+    optimization = None  # optimize.Report of the passes run when recording ended (record.py)
+
+    def summary(self):
+        """Readable report (str): op counts by kind and slots/edges/terms/bytes, before and
+        after the optimisation passes of `jitad.record`, and what each pass removed."""
+        from .optimize import summary
+        return summary(self)
