@@ -12,7 +12,7 @@ import hashlib
 import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-KERNEL_SOURCES = ("opcodes.py", "rules.py", "sweeps.py")
+KERNEL_SOURCES = ("opcodes.py", "rules.py", "sweeps.py", "runs.py", "run_sweeps.py")
 _STAMP = "jitad-kernels.stamp"
 
 

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from . import opcodes as oc
-from . import sweeps, workspace
+from . import run_sweeps, runs, sweeps, workspace
 
 # Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
 # the per-op cost of a sweep over more directions; 32 was best or near-best on Rosenbrock,
@@ -142,8 +142,7 @@ class Tape:
         """
         val, d1, d2, _ = self._arrays()
         if not self._at_point(x):
-            sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                           self.n_inputs, x, True, val, d1, d2)
+            self._forward(x, True, val, d1, d2)
             workspace.local().point_key = (self._uid, x.tobytes())
         return val, d1, d2
 
@@ -162,15 +161,14 @@ class Tape:
         if self._at_point(x):
             return sweeps.gather(self._arrays()[0], self.out)
         val = workspace.buffer("fval", (self.n_slots,))
-        sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                       self.n_inputs, x, False, val, val[:0], val[:0])
+        self._forward(x, False, val, val[:0], val[:0])
         return sweeps.gather(val, self.out)
 
     def _adjoints(self, x, w):
         """(val, d1, d2, adj): the point and first-order adjoints for output weights w (m,)."""
         val, d1, d2 = self._point(x)
         adj = self._arrays()[3]
-        sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj)
+        self._reverse1(d1, w, adj)
         return val, d1, d2, adj
 
     def value_and_gradient(self, x):
@@ -186,11 +184,18 @@ class Tape:
         key = ws.point_key
         xb = x.tobytes()
         if key is not None and key[0] == self._uid and key[1] == xb:
-            sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj)
+            self._reverse1(d1, _ONE, adj)
             y = val[self.out[0]]
         else:
-            y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg, self.coef,
-                                          self.tptr, self.n_inputs, x, self.out, val, d1, d2, adj)
+            plan = self._runs()
+            if plan is None:
+                y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
+                                              self.coef, self.tptr, self.n_inputs, x, self.out,
+                                              val, d1, d2, adj)
+            else:
+                y = run_sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
+                                                  self.coef, self.tptr, self.n_inputs, x,
+                                                  self.out, val, d1, d2, adj, *plan.arrays)
             ws.point_key = (self._uid, xb)
         return y, adj[: self.n_inputs].copy()
 
@@ -329,3 +334,37 @@ class Tape:
     def input_influence(self):
         """Boolean (n,): which inputs any output depends on (from the tape's structure)."""
         return sweeps.influence(self.eptr, self.arg, self.n_inputs, self.out)
+
+    # ---------------------------------------------------------------- run plan (runs.py)
+    def _runs(self):
+        """The tape's run plan (`runs.build`), built on first use and kept; None when the tape
+        is small or has no runs, and the per-op sweeps are used."""
+        plan = self.__dict__.get("_plan", False)
+        if plan is False:
+            plan = None
+            if self.code.shape[0] >= runs.MIN_TAPE:
+                plan = runs.build(self.code, self.param, self.eptr, self.arg, self.coef,
+                                  self.tptr, self.n_inputs)
+                if not plan.has_runs():
+                    plan = None
+            self._plan = plan
+        return plan
+
+    def _forward(self, x, partials, val, d1, d2):
+        """Values into val (n_slots,), with partials d1/d2 (`sweeps.forward`), over the plan."""
+        plan = self._runs()
+        if plan is None:
+            sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                           self.n_inputs, x, partials, val, d1, d2)
+        else:
+            run_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                               self.n_inputs, x, partials, val, d1, d2, *plan.arrays)
+
+    def _reverse1(self, d1, w, adj):
+        """Adjoints into adj (n_slots,) for output weights w (m,) (`sweeps.reverse1`)."""
+        plan = self._runs()
+        if plan is None:
+            sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj)
+        else:
+            run_sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj,
+                                self.code, *plan.arrays)
