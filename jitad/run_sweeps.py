@@ -47,8 +47,28 @@ def _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2
             v, da, db, daa, dab, dbb = binary_rule(c, a, b, partials and mode != oc.CV,
                                                   partials and mode != oc.VC)
             if partials:
-                _store_binary(mode, tptr[i + 1] - tptr[i], e0, tptr[i], d1, d2,
-                              da, db, daa, dab, dbb)
+                t0 = tptr[i]
+                nt = tptr[i + 1] - t0
+                if mode == oc.VV:
+                    d1[e0] = da
+                    d1[e0 + 1] = db
+                    if nt == 3:
+                        d2[t0] = daa
+                        d2[t0 + 1] = dab
+                        d2[t0 + 2] = dbb
+                    elif nt == 2:  # divide: (0,1), (1,1)
+                        d2[t0] = dab
+                        d2[t0 + 1] = dbb
+                    elif nt == 1:  # multiply: (0,1)
+                        d2[t0] = dab
+                elif mode == oc.VC:
+                    d1[e0] = da
+                    if nt == 1:
+                        d2[t0] = daa
+                else:
+                    d1[e0] = db
+                    if nt == 1:
+                        d2[t0] = dbb
         elif c >= oc.UNARY_BASE:
             v, d, dd = unary_rule(c, val[arg[e0]], partials)
             if partials:
@@ -343,10 +363,16 @@ def reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, fl
         elif kr == BLOCK:
             _block_reverse(eptr, d1, n_in, adj, i0, i1, base[r, 0], stride[r, 0])
         else:
-            for i in range(i1 - 1, i0 - 1, -1):
-                a = adj[n_in + i]
-                for e in range(eptr[i], eptr[i + 1]):
-                    adj[arg[e]] += a * d1[e]
+            _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1)
+
+
+@_jit
+def _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1):
+    """Ops i1-1 down to i0 one at a time: the loop of `sweeps.reverse1`."""
+    for i in range(i1 - 1, i0 - 1, -1):
+        a = adj[n_in + i]
+        for e in range(eptr[i], eptr[i + 1]):
+            adj[arg[e]] += a * d1[e]
 
 
 @_jit

@@ -80,8 +80,9 @@ class Plan:
 def build(code, param, eptr, arg, coef, tptr, n_in, min_run=MIN_RUN):
     """The run plan of a tape (arrays as in `Tape`). Vectorised: O(ops + edges) numpy work."""
     n_ops = code.shape[0]
-    if n_ops == 0:
-        return Plan(np.zeros(1), np.zeros(0), np.zeros((0, 2)), np.zeros((0, 2)))
+    if n_ops == 0 or not _worth_planning(code, min_run):
+        return Plan([0, n_ops], [OPS] if n_ops else [], np.zeros((min(n_ops, 1), 2)),
+                    np.zeros((min(n_ops, 1), 2)))
     code = code.astype(np.int64)
     eptr = eptr.astype(np.int64)
     arg = arg.astype(np.int64)
@@ -118,6 +119,16 @@ def build(code, param, eptr, arg, coef, tptr, n_in, min_run=MIN_RUN):
     plan = _finish(seg, cls, a0, a1, E, n_in, n_ops, min_run)
     _constants(plan, param, coef, eptr, E)
     return plan
+
+
+def _worth_planning(code, min_run):
+    """Cheap first look: whether stretches of one op code of at least min_run ops (the only
+    places runs can be) hold a tenth of the ops. Scalar-loop code, whose codes alternate,
+    skips the full analysis."""
+    n = code.shape[0]
+    change = np.flatnonzero(code[1:] != code[:-1]) + 1
+    lengths = np.diff(np.concatenate(([0], change, [n])))
+    return lengths[lengths >= min_run].sum() * 10 >= n
 
 
 def _contiguous_edges(eptr, arg, E):
