@@ -22,9 +22,12 @@ import numpy as np
 from . import opcodes as oc
 
 OPS, ELEM, BLOCK = 0, 1, 2
-# Shorter runs are swept op by op: a run costs a few branches to set up, so runs of a handful
-# of ops (scalar-loop code) would be slower than the per-op loop (perf/README.md).
-MIN_RUN = 8
+# Shorter runs are swept op by op: entering a run costs ~60-90 ns (forward + reverse), which
+# the run repays at ~16 ops (measured on chains of sin/tanh/scale/multiply runs; perf/README.md).
+MIN_RUN = 16
+# Below this fraction of ops in runs the tape keeps the per-op sweeps: the per-op segments of
+# the run sweeps are ~10% slower than `sweeps.py` (measured, cause not found).
+MIN_COVERAGE = 0.25
 # Tapes with fewer ops keep the per-op sweeps (a plan saves little there, and the run kernels
 # take four more arguments, which costs call overhead on tiny tapes).
 MIN_TAPE = 64
@@ -62,6 +65,10 @@ class Plan:
 
     def has_runs(self):
         return bool((self.kind != OPS).any())
+
+    def worthwhile(self):
+        """Whether the run sweeps should replace the per-op sweeps for this tape."""
+        return self.has_runs() and self.coverage() >= MIN_COVERAGE
 
     def coverage(self):
         """Fraction of ops that are in ELEM or BLOCK runs."""
@@ -123,12 +130,12 @@ def build(code, param, eptr, arg, coef, tptr, n_in, min_run=MIN_RUN):
 
 def _worth_planning(code, min_run):
     """Cheap first look: whether stretches of one op code of at least min_run ops (the only
-    places runs can be) hold a tenth of the ops. Scalar-loop code, whose codes alternate,
+    places runs can be) hold MIN_COVERAGE of the ops. Scalar-loop code, whose codes alternate,
     skips the full analysis."""
     n = code.shape[0]
     change = np.flatnonzero(code[1:] != code[:-1]) + 1
     lengths = np.diff(np.concatenate(([0], change, [n])))
-    return lengths[lengths >= min_run].sum() * 10 >= n
+    return lengths[lengths >= min_run].sum() >= MIN_COVERAGE * n
 
 
 def _contiguous_edges(eptr, arg, E):

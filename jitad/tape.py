@@ -345,7 +345,7 @@ class Tape:
             if self.code.shape[0] >= runs.MIN_TAPE:
                 plan = runs.build(self.code, self.param, self.eptr, self.arg, self.coef,
                                   self.tptr, self.n_inputs)
-                if not plan.has_runs():
+                if not plan.worthwhile():
                     plan = None
             self._plan = plan
         return plan
