@@ -219,21 +219,14 @@ def _elem_forward(c, param, eptr, coef, tptr, n_in, partials, val, d1, d2, i0, i
             if partials:
                 _store_binary(mode, nt, e0 + k * E, t0 + k * nt, d1, d2, da, db, daa, dab, dbb)
     elif c >= oc.UNARY_BASE:
-        if partials:
-            if nt == 1:
-                for k in range(n):
-                    v, d, dd = _unary_rule(c, val[b0 + k * s0], True)
-                    y[k] = v
-                    d1[e0 + k] = d
+        # one inlined call site: each copy of the 31-way rule costs seconds of compile time
+        for k in range(n):
+            v, d, dd = _unary_rule(c, val[b0 + k * s0], partials)
+            y[k] = v
+            if partials:
+                d1[e0 + k] = d
+                if nt == 1:
                     d2[t0 + k] = dd
-            else:
-                for k in range(n):
-                    v, d, dd = _unary_rule(c, val[b0 + k * s0], True)
-                    y[k] = v
-                    d1[e0 + k] = d
-        else:
-            for k in range(n):
-                y[k] = _unary_rule(c, val[b0 + k * s0], False)[0]
     elif c == oc.DOT:  # one pair per op
         for k in range(n):
             a = val[b0 + k * s0]
@@ -373,14 +366,3 @@ def _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1):
         a = adj[n_in + i]
         for e in range(eptr[i], eptr[i + 1]):
             adj[arg[e]] += a * d1[e]
-
-
-@_jit
-def value_and_gradient(code, param, eptr, arg, coef, tptr, n_in, x, out, val, d1, d2, adj, seg,
-                       kind, base, stride, flags, const):
-    """Forward sweep with partials then one reverse sweep, both over the run plan."""
-    forward(code, param, eptr, arg, coef, tptr, n_in, x, True, val, d1, d2, seg, kind, base,
-            stride, flags, const)
-    w = np.ones(1)
-    reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags, const)
-    return val[out[0]]

@@ -33,9 +33,10 @@ MIN_RUN = 16
 # Below this fraction of ops in runs the tape keeps the per-op sweeps: the per-op segments of
 # the run sweeps are ~10% slower than `sweeps.py` (measured, cause not found).
 MIN_COVERAGE = 0.25
-# Tapes with fewer ops keep the per-op sweeps (a plan saves little there, and the run kernels
-# take four more arguments, which costs call overhead on tiny tapes).
-MIN_TAPE = 64
+# Tapes with fewer ops keep the per-op sweeps: a plan saves a few microseconds there (1.2x on
+# Rosenbrock n = 100), while compiling the run kernels costs ~10 s of CPU once per environment
+# (cached on disk afterwards), which small problems and the cold-start figure should not pay.
+MIN_TAPE = 1000
 WIDE = 3  # LIN ops with at least this many edges are BLOCK candidates
 
 

@@ -193,9 +193,12 @@ class Tape:
                                               self.coef, self.tptr, self.n_inputs, x, self.out,
                                               val, d1, d2, adj)
             else:
-                y = run_sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
-                                                  self.coef, self.tptr, self.n_inputs, x,
-                                                  self.out, val, d1, d2, adj, *plan.arrays)
+                # two calls, not one fused kernel: a fused one doubles the compile time
+                run_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef,
+                                   self.tptr, self.n_inputs, x, True, val, d1, d2, *plan.arrays)
+                run_sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj,
+                                    self.code, *plan.arrays)
+                y = val[self.out[0]]
             ws.point_key = (self._uid, xb)
         return y, adj[: self.n_inputs].copy()
 

@@ -102,8 +102,9 @@ def test_strided_operands_are_not_runs():
 
 
 def test_mixed_codes_from_a_scalar_loop_have_no_runs():
-    p = problems.rosenbrock_problem(50, loop=True)
+    p = problems.rosenbrock_problem(200, loop=True)
     tape = jitad.record(p.func, *p.args)
+    assert len(tape) >= runs.MIN_TAPE
     plan = plan_of(tape)
     assert not plan.has_runs() and len(plan) == 1
     assert tape._runs() is None  # the tape keeps the per-op sweeps
@@ -181,8 +182,15 @@ def test_empty_and_constant_tapes():
 
 
 # ------------------------------------------------------------------ tape dispatch
+def test_small_tapes_keep_the_per_op_sweeps():
+    p = problems.rosenbrock_problem(100)
+    tape = jitad.record(p.func, *p.args)
+    assert len(tape) < runs.MIN_TAPE and plan_of(tape).has_runs()
+    assert tape._runs() is None
+
+
 def test_tape_uses_the_plan_and_matches_hand_written_gradients():
-    for p in (problems.rosenbrock_problem(300), problems.logistic_problem(200, 9)):
+    for p in (problems.rosenbrock_problem(300), problems.logistic_problem(400, 9)):
         tape = jitad.record(p.func, *p.args)
         assert tape._runs() is not None and tape._runs().coverage() > 0.99
         for x in p.points(3):
