@@ -187,7 +187,9 @@ class Tape:
             self._reverse1(d1, _ONE, adj)
             y = val[self.out[0]]
         else:
-            plan = self._runs()
+            plan = self.__dict__.get("_plan", False)
+            if plan is False:
+                plan = self._runs()
             if plan is None:
                 y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
                                               self.coef, self.tptr, self.n_inputs, x, self.out,
