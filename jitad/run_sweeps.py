@@ -366,3 +366,79 @@ def _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1):
         a = adj[n_in + i]
         for e in range(eptr[i], eptr[i + 1]):
             adj[arg[e]] += a * d1[e]
+
+
+@_jit
+def _tangent_run(kr, eptr, d1, n_in, dot, i0, i1, b0, s0, b1, s1):
+    """dot[s] = sum_e d1[e] * dot[operand e] for the ops of one ELEM or BLOCK run."""
+    e0 = eptr[i0]
+    E = eptr[i0 + 1] - e0
+    o = n_in + i0
+    for k in range(i1 - i0):
+        ek = e0 + k * E
+        acc = 0.0
+        if kr == BLOCK:
+            xk = b0 + k * s0
+            for j in range(E):
+                acc += d1[ek + j] * dot[xk + j]
+        else:
+            if E >= 1:
+                acc += d1[ek] * dot[b0 + k * s0]
+            if E == 2:
+                acc += d1[ek + 1] * dot[b1 + k * s1]
+        dot[o + k] = acc
+
+
+@_jit
+def _operand(kr, j, k, b0, s0, b1, s1):
+    """Slot of edge j of the k-th op of a run."""
+    if kr == BLOCK:
+        return b0 + k * s0 + j
+    return b0 + k * s0 if j == 0 else b1 + k * s1
+
+
+@_jit
+def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, seg, kind, base, stride):
+    """`sweeps.hvp1` over a run plan (same results bit for bit): H_w @ v for one direction
+    v (n_in,) into bar[:n_in]; dot, bar (n_slots,) work arrays. Runs read their operand slots
+    from base/stride instead of gathering them through `arg`."""
+    dot[:n_in] = v
+    for r in range(kind.shape[0]):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        if kind[r] == ELEM or kind[r] == BLOCK:
+            _tangent_run(kind[r], eptr, d1, n_in, dot, i0, i1, base[r, 0], stride[r, 0],
+                         base[r, 1], stride[r, 1])
+        else:
+            for i in range(i0, i1):
+                acc = 0.0
+                for e in range(eptr[i], eptr[i + 1]):
+                    acc += d1[e] * dot[arg[e]]
+                dot[n_in + i] = acc
+    bar[:] = 0.0
+    for r in range(kind.shape[0] - 1, -1, -1):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        kr = kind[r]
+        b0 = base[r, 0]
+        s0 = stride[r, 0]
+        b1 = base[r, 1]
+        s1 = stride[r, 1]
+        for i in range(i1 - 1, i0 - 1, -1):  # the per-op order, operands from the run pattern
+            s = n_in + i
+            k = i - i0
+            e0 = eptr[i]
+            b = bar[s]
+            for e in range(e0, eptr[i + 1]):
+                t = arg[e] if kr == 0 else _operand(kr, e - e0, k, b0, s0, b1, s1)
+                bar[t] += d1[e] * b
+            a = adj[s]
+            for t in range(tptr[i], tptr[i + 1]):
+                c = a * d2[t]
+                p = ta[t]
+                q = tb[t]
+                sp = arg[p] if kr == 0 else _operand(kr, p - e0, k, b0, s0, b1, s1)
+                sq = arg[q] if kr == 0 else _operand(kr, q - e0, k, b0, s0, b1, s1)
+                bar[sp] += c * dot[sq]
+                if p != q:
+                    bar[sq] += c * dot[sp]

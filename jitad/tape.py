@@ -305,8 +305,13 @@ class Tape:
             _, d1, d2, adj = self._adjoints(x, self._weights(w))
             dot = workspace.buffer("dot", (self.n_slots,))
             bar = workspace.buffer("bar", (self.n_slots,))
-            sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, self.n_inputs,
-                        adj, V[:, 0], dot, bar)
+            plan = self._runs()
+            if plan is None:
+                sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
+                            self.n_inputs, adj, V[:, 0], dot, bar)
+            else:
+                run_sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
+                                self.n_inputs, adj, V[:, 0], dot, bar, *plan.arrays[:4])
             return bar[: self.n_inputs].copy()
         return np.ascontiguousarray(self._hvp_rows(x, w, V, False, V.shape[1]).T)
 
