@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from . import opcodes as oc
-from . import run_sweeps, runs, sweeps, workspace
+from . import runs, sweeps, workspace
 
 # Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
 # the per-op cost of a sweep over more directions; 32 was best or near-best on Rosenbrock,
@@ -187,7 +187,7 @@ class Tape:
             self._reverse1(d1, _ONE, adj)
             y = val[self.out[0]]
         else:
-            plan = self.__dict__.get("_plan", False)
+            plan = self._plan
             if plan is False:
                 plan = self._runs()
             if plan is None:
@@ -196,6 +196,7 @@ class Tape:
                                               val, d1, d2, adj)
             else:
                 # two calls, not one fused kernel: a fused one doubles the compile time
+                from . import run_sweeps
                 run_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef,
                                    self.tptr, self.n_inputs, x, True, val, d1, d2, *plan.arrays)
                 run_sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj,
@@ -310,6 +311,7 @@ class Tape:
                 sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
                             self.n_inputs, adj, V[:, 0], dot, bar)
             else:
+                from . import run_sweeps
                 run_sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
                                 self.n_inputs, adj, V[:, 0], dot, bar, *plan.arrays[:4])
             return bar[: self.n_inputs].copy()
@@ -346,10 +348,14 @@ class Tape:
         return sweeps.influence(self.eptr, self.arg, self.n_inputs, self.out)
 
     # ---------------------------------------------------------------- run plan (runs.py)
+    # The run kernels (run_sweeps.py) are imported on first use: tapes that never use a plan
+    # (small ones, scalar loops) do not load them, which keeps import and tiny calls as before.
+    _plan = False  # not built yet
+
     def _runs(self):
         """The tape's run plan (`runs.build`), built on first use and kept; None when the tape
         is small or has no runs, and the per-op sweeps are used."""
-        plan = self.__dict__.get("_plan", False)
+        plan = self._plan
         if plan is False:
             plan = None
             if self.code.shape[0] >= runs.MIN_TAPE:
@@ -367,6 +373,7 @@ class Tape:
             sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
                            self.n_inputs, x, partials, val, d1, d2)
         else:
+            from . import run_sweeps
             run_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
                                self.n_inputs, x, partials, val, d1, d2, *plan.arrays)
 
@@ -376,5 +383,6 @@ class Tape:
         if plan is None:
             sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj)
         else:
+            from . import run_sweeps
             run_sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj,
                                 self.code, *plan.arrays)
