@@ -10,7 +10,6 @@ order (ops last to first in the reverse sweep), so results are bitwise identical
 Arrays are validated in `tape.py` and the plan is checked when built (`runs.build`): no bounds
 checks here.
 """
-import numpy as np
 from numba import njit
 
 from . import opcodes as oc
