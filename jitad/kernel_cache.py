@@ -14,7 +14,7 @@ import os
 _HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_SOURCES = ("opcodes.py", "rules.py", "sweeps.py", "guard_sweeps.py",
                   "interaction_sweeps.py", "tape_check.py", "nested_kernels.py", "sparsity.py",
-                  "coloring.py", "direct.py", "optkernels.py")
+                  "coloring.py", "direct.py", "optkernels.py", "runs.py", "run_sweeps.py")
 _STAMP = "jitad-kernels.stamp"
 
 

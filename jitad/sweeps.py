@@ -21,9 +21,15 @@ _pjit = njit(cache=True, error_model="numpy", nogil=True, parallel=True)
 def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, val, d1, d2):
     """Values of all slots into val (n_slots,); with `partials`, also the first partial of every
     edge into d1 (n_edges,) and the second partial of every term into d2 (n_terms,)."""
-    n_ops = code.shape[0]
     val[:n_in] = x
-    for i in range(n_ops):
+    forward_ops(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, 0,
+                code.shape[0])
+
+
+@_jit
+def forward_ops(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0, i1):
+    """Ops i0..i1-1 of `forward`, one at a time (also the per-op stretches of `run_sweeps`)."""
+    for i in range(i0, i1):
         c = code[i]
         e0 = eptr[i]
         e1 = eptr[i + 1]

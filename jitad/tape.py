@@ -13,7 +13,7 @@ import numpy as np
 from . import guard_sweeps
 from . import guards as guards_module
 from . import opcodes as oc
-from . import limits, sparse, sweeps, tape_io, workspace
+from . import limits, runs, sparse, sweeps, tape_io, workspace
 from .threads import parallel
 from .interaction import InteractionPlan
 
@@ -135,8 +135,7 @@ class Tape:
                                                  self.coef, self.tptr, self.n_inputs, x, True,
                                                  val, d1, d2, *self._guard_pack))
             else:
-                sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                               self.n_inputs, x, True, val, d1, d2)
+                self._forward(x, True, val, d1, d2)
             workspace.local().point_key = (self._uid, x.tobytes())
         return val, d1, d2
 
@@ -160,15 +159,14 @@ class Tape:
                                              self.coef, self.tptr, self.n_inputs, x, False, val,
                                              val[:0], val[:0], *self._guard_pack), False)
         else:
-            sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                           self.n_inputs, x, False, val, val[:0], val[:0])
+            self._forward(x, False, val, val[:0], val[:0])
         return sweeps.gather(val, self.out)
 
     def _adjoints(self, x, w):
         """(val, d1, d2, adj): the point and first-order adjoints for output weights w (m,)."""
         val, d1, d2 = self._point(x)
         adj = self._arrays()[3]
-        sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj)
+        self._reverse1(d1, w, adj)
         return val, d1, d2, adj
 
     def value_and_gradient(self, x):
@@ -184,7 +182,7 @@ class Tape:
         key = ws.point_key
         xb = x.tobytes()
         if key is not None and key[0] == self._uid and key[1] == xb:
-            sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj)
+            self._reverse1(d1, _ONE, adj)
             y = val[self.out[0]]
         elif self._guarded:
             y, g = guard_sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
@@ -193,8 +191,21 @@ class Tape:
             self._check(g)
             ws.point_key = (self._uid, xb)
         else:
-            y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg, self.coef,
-                                          self.tptr, self.n_inputs, x, self.out, val, d1, d2, adj)
+            plan = self._plan
+            if plan is False:
+                plan = self._runs()
+            if plan is None:
+                y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
+                                              self.coef, self.tptr, self.n_inputs, x, self.out,
+                                              val, d1, d2, adj)
+            else:
+                # two calls, not one fused kernel: a fused one doubles the compile time
+                from . import run_sweeps
+                run_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef,
+                                   self.tptr, self.n_inputs, x, True, val, d1, d2, *plan.arrays)
+                run_sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj,
+                                    self.code, *plan.arrays)
+                y = val[self.out[0]]
             ws.point_key = (self._uid, xb)
         return y, adj[: self.n_inputs].copy()
 
@@ -301,8 +312,14 @@ class Tape:
             _, d1, d2, adj = self._adjoints(x, self._weights(w))
             dot = workspace.buffer("dot", (self.n_slots,))
             bar = workspace.buffer("bar", (self.n_slots,))
-            sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2, self.n_inputs,
-                        adj, V[:, 0], dot, bar)
+            plan = self._runs()
+            if plan is None:
+                sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
+                            self.n_inputs, adj, V[:, 0], dot, bar)
+            else:
+                from . import run_sweeps
+                run_sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
+                                self.n_inputs, adj, V[:, 0], dot, bar, *plan.arrays[:4])
             return bar[: self.n_inputs].copy()
         return np.ascontiguousarray(self._hvp_rows(x, w, V, False, V.shape[1]).T)
 
@@ -453,3 +470,43 @@ class Tape:
         after the optimisation passes of `jitad.record`, and what each pass removed."""
         from .optimize import summary
         return summary(self)
+
+    # ---------------------------------------------------------------- run plan (runs.py)
+    # The run kernels (run_sweeps.py) are imported on first use: tapes that never use a plan
+    # (small ones, scalar loops) do not load them, which keeps import and tiny calls as before.
+    _plan = False  # not built yet
+
+    def _runs(self):
+        """The tape's run plan (`runs.build`), built on first use and kept; None when the tape
+        is small or has no runs, and the per-op sweeps are used."""
+        plan = self._plan
+        if plan is False:
+            plan = None
+            if self.code.shape[0] >= runs.MIN_TAPE:
+                plan = runs.build(self.code, self.param, self.eptr, self.arg, self.coef,
+                                  self.tptr, self.n_inputs)
+                if not plan.worthwhile():
+                    plan = None
+            self._plan = plan
+        return plan
+
+    def _forward(self, x, partials, val, d1, d2):
+        """Values into val (n_slots,), with partials d1/d2 (`sweeps.forward`), over the plan."""
+        plan = self._runs()
+        if plan is None:
+            sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                           self.n_inputs, x, partials, val, d1, d2)
+        else:
+            from . import run_sweeps
+            run_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                               self.n_inputs, x, partials, val, d1, d2, *plan.arrays)
+
+    def _reverse1(self, d1, w, adj):
+        """Adjoints into adj (n_slots,) for output weights w (m,) (`sweeps.reverse1`)."""
+        plan = self._runs()
+        if plan is None:
+            sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj)
+        else:
+            from . import run_sweeps
+            run_sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj,
+                                self.code, *plan.arrays)

@@ -228,6 +228,12 @@ def main():
                 q is not None and q >= 1.7)
     fig("tape.gradient n=10 <= 5 µs", "rosenbrock numpy n=10",
         f"{g10_new * 1e6:.2f} µs", g10_new <= 5e-6)
+    for r in rows:  # issue 4, section 2: vectorised code at n = 10^5 close to compiled code
+        if r["ops"] >= 100_000 and "loop" not in r["name"]:
+            q = ratio(r["forward"], r["njit_f"])
+            fig("forward / njit f <= 3", f"{r['name']} n={r['n']}", f"{q:.2f}", q <= 3)
+            q = ratio(r["gradient"], r["njit_g"])
+            fig("gradient / njit grad <= 3", f"{r['name']} n={r['n']}", f"{q:.2f}", q <= 3)
     print(md_table(["figure", "problem", "measured", "verdict"], figs, n_text=2))
     print()
     print("forward / hand-written njit function (reported, no target yet): " + ", ".join(

@@ -90,7 +90,7 @@ def rosenbrock_problem(n, loop=False, seed=0):
 
 
 # ------------------------------------------------------------------ logistic regression
-def logistic_problem(m=1000, d=50, lam=0.1, seed=1):
+def logistic_problem(m=1000, d=50, lam=0.1, seed=1, dense_hessian=True):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((m, d))
     w_true = rng.standard_normal(d)
@@ -101,7 +101,7 @@ def logistic_problem(m=1000, d=50, lam=0.1, seed=1):
         return np.sum(np.log1p(np.exp(-y * (X @ w)))) + 0.5 * lam * (w @ w)
 
     return Problem(f"logistic regression {m}x{d}", logistic_loss, (w0,), logistic_f, logistic_g,
-                   ref_args=(X, y, lam))
+                   ref_args=(X, y, lam), dense_hessian=dense_hessian)
 
 
 @_njit
@@ -198,5 +198,6 @@ def all_problems():
         rosenbrock_problem(100_000),
         rosenbrock_problem(100, loop=True),
         logistic_problem(),
+        logistic_problem(100_000, 50, dense_hessian=False),
         lennard_jones_problem(),
     ]

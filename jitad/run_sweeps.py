@@ -1,0 +1,375 @@
+"""Run-aware forward and reverse sweeps: the per-op sweeps of `sweeps.py`, with the runs of a
+`runs.Plan` swept as tight loops over contiguous memory.
+
+A run branches on its op code once, then loops over its ops reading operands at base + k *
+stride (no CSR gather of `arg`) and writing values and partials contiguously; LIN runs (the
+bulk of array code: sums, differences, scaling, mat-vecs) are plain loops LLVM vectorises.
+Partials are stored in d1/d2 exactly as the per-op forward stores them, so every other sweep
+(tangent, HVP, Hessian, Jacobian) reads them unchanged. Contributions are added in the per-op
+order (ops last to first in the reverse sweep), so results are bitwise identical to `sweeps.py`.
+Arrays are validated in `tape.py` and the plan is checked when built (`runs.build`): no bounds
+checks here.
+"""
+from numba import njit
+
+from . import opcodes as oc
+from . import sweeps
+from .rules import binary_rule, unary_rule
+from .runs import BLOCK, ELEM, SAME_COEF, SAME_PARAM
+
+_jit = njit(cache=True, error_model="numpy", nogil=True)
+
+
+_ops_forward = sweeps.forward_ops  # the per-op stretches between runs
+
+
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def _store_binary(mode, nt, e0, t0, d1, d2, da, db, daa, dab, dbb):
+    """The partials of one binary op into d1/d2, in the layout of its term pattern."""
+    if mode == oc.VV:
+        d1[e0] = da
+        d1[e0 + 1] = db
+        if nt == 3:
+            d2[t0] = daa
+            d2[t0 + 1] = dab
+            d2[t0 + 2] = dbb
+        elif nt == 2:  # divide: (0,1), (1,1)
+            d2[t0] = dab
+            d2[t0 + 1] = dbb
+        elif nt == 1:  # multiply: (0,1)
+            d2[t0] = dab
+    elif mode == oc.VC:
+        d1[e0] = da
+        if nt == 1:
+            d2[t0] = daa
+    else:
+        d1[e0] = db
+        if nt == 1:
+            d2[t0] = dbb
+
+
+# The rules inlined into the run loops (numba IR inlining of the same functions: the calculus
+# stays in rules.py). Called out of line, as the per-op sweep does, a run of x**2 cost ~3x more
+# per op: the call and its 6-tuple return dominate once the op-code dispatch is gone.
+_unary_rule = njit(cache=True, error_model="numpy", nogil=True, inline="always")(
+    unary_rule.py_func)
+_binary_rule = njit(cache=True, error_model="numpy", nogil=True, inline="always")(
+    binary_rule.py_func)
+
+
+@_jit
+def _lin_same(y, val, n, E, b0, s0, b1, s1, p, c0, c1):
+    """y[k] = (p + c0 * x0[k]) + c1 * x1[k] with shared p, c0, c1 (same rounding as per op).
+
+    Operands are sliced out of val so that LLVM sees unit-stride loops it can vectorise."""
+    if E == 1:
+        if s0 == 1:
+            x0 = val[b0:b0 + n]
+            for k in range(n):
+                y[k] = p + c0 * x0[k]
+        else:
+            y[:] = p + c0 * val[b0]
+    elif E == 2:
+        if s0 == 1 and s1 == 1:
+            x0 = val[b0:b0 + n]
+            x1 = val[b1:b1 + n]
+            for k in range(n):
+                y[k] = (p + c0 * x0[k]) + c1 * x1[k]
+        elif s0 == 1:
+            x0 = val[b0:b0 + n]
+            q = c1 * val[b1]
+            for k in range(n):
+                y[k] = (p + c0 * x0[k]) + q
+        elif s1 == 1:
+            x1 = val[b1:b1 + n]
+            q = p + c0 * val[b0]
+            for k in range(n):
+                y[k] = q + c1 * x1[k]
+        else:
+            y[:] = (p + c0 * val[b0]) + c1 * val[b1]
+    else:
+        y[:] = p
+
+
+@_jit
+def _lin_any(y, pp, cc, val, n, E, b0, s0, b1, s1):
+    """y[k] = (pp[k] + cc[E*k] * x0[k]) + cc[E*k+1] * x1[k] (per-op params and coefficients)."""
+    if E == 1:
+        if s0 == 1:
+            x0 = val[b0:b0 + n]
+            for k in range(n):
+                y[k] = pp[k] + cc[k] * x0[k]
+        else:
+            z = val[b0]
+            for k in range(n):
+                y[k] = pp[k] + cc[k] * z
+    elif E == 2:
+        for k in range(n):
+            y[k] = (pp[k] + cc[2 * k] * val[b0 + k * s0]) + cc[2 * k + 1] * val[b1 + k * s1]
+    else:
+        y[:] = pp
+
+
+@_jit
+def _elem_forward(c, param, eptr, coef, tptr, n_in, partials, val, d1, d2, i0, i1, b0, s0,
+                  b1, s1, fl, p, c0, c1):
+    """An ELEM run: ops i0..i1-1 of code c, operand p of op i0+k at slot b_p + k*s_p; fl are
+    its SAME_* flags with the shared param p and coefficients c0, c1."""
+    n = i1 - i0
+    e0 = eptr[i0]
+    E = eptr[i0 + 1] - e0
+    t0 = tptr[i0]
+    nt = tptr[i0 + 1] - t0
+    o = n_in + i0
+    y = val[o:o + n]
+    if c == oc.LIN:
+        if (fl & SAME_PARAM) != 0 and (fl & SAME_COEF) != 0:
+            _lin_same(y, val, n, E, b0, s0, b1, s1, p, c0, c1)
+        else:
+            _lin_any(y, param[i0:i1], coef[e0:e0 + n * E], val, n, E, b0, s0, b1, s1)
+        if partials:
+            d1[e0:e0 + n * E] = coef[e0:e0 + n * E]
+    elif c >= oc.BINARY_BASE:
+        mode = (c - oc.BINARY_BASE) % 3
+        wa = partials and mode != oc.CV
+        wb = partials and mode != oc.VC
+        same_p = (fl & SAME_PARAM) != 0  # x**2: a loop-invariant exponent LLVM can unswitch on
+        for k in range(n):
+            q = p if same_p else param[i0 + k]
+            if mode == oc.VV:
+                a = val[b0 + k * s0]
+                b = val[b1 + k * s1]
+            elif mode == oc.VC:
+                a = val[b0 + k * s0]
+                b = q
+            else:
+                a = q
+                b = val[b0 + k * s0]
+            v, da, db, daa, dab, dbb = _binary_rule(c, a, b, wa, wb)
+            y[k] = v
+            if partials:
+                _store_binary(mode, nt, e0 + k * E, t0 + k * nt, d1, d2, da, db, daa, dab, dbb)
+    elif c >= oc.UNARY_BASE:
+        # one inlined call site: each copy of the 31-way rule costs seconds of compile time
+        for k in range(n):
+            v, d, dd = _unary_rule(c, val[b0 + k * s0], partials)
+            y[k] = v
+            if partials:
+                d1[e0 + k] = d
+                if nt == 1:
+                    d2[t0 + k] = dd
+    elif c == oc.DOT:  # one pair per op
+        for k in range(n):
+            a = val[b0 + k * s0]
+            b = val[b1 + k * s1]
+            y[k] = param[i0 + k] + a * b
+            if partials:
+                d1[e0 + 2 * k] = b
+                d1[e0 + 2 * k + 1] = a
+                d2[t0 + k] = 1.0
+    else:  # CONST
+        y[:] = param[i0:i1]
+
+
+@_jit
+def _block_forward(param, eptr, coef, n_in, partials, val, d1, i0, i1, b, s):
+    """A BLOCK run: LIN op i0+k sums coef * x over slots b + k*s + j, j < E (sum, mat-vec)."""
+    e0 = eptr[i0]
+    E = eptr[i0 + 1] - e0
+    o = n_in + i0
+    for k in range(i1 - i0):
+        v = param[i0 + k]
+        ck = coef[e0 + k * E:e0 + (k + 1) * E]
+        xk = val[b + k * s:b + k * s + E]
+        for j in range(E):
+            v += ck[j] * xk[j]
+        val[o + k] = v
+    if partials:
+        d1[e0:e0 + (i1 - i0) * E] = coef[e0:e0 + (i1 - i0) * E]
+
+
+@_jit
+def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, val, d1, d2, seg, kind,
+            base, stride, flags, const):
+    """`sweeps.forward` over a run plan (`runs.Plan.arrays`): the same values in val
+    (n_slots,) and, with `partials`, the same d1 (n_edges,) and d2 (n_terms,)."""
+    val[:n_in] = x
+    for r in range(kind.shape[0]):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        kr = kind[r]
+        if kr == ELEM:
+            _elem_forward(code[i0], param, eptr, coef, tptr, n_in, partials, val, d1, d2, i0, i1,
+                          base[r, 0], stride[r, 0], base[r, 1], stride[r, 1], flags[r],
+                          const[r, 0], const[r, 1], const[r, 2])
+        elif kr == BLOCK:
+            _block_forward(param, eptr, coef, n_in, partials, val, d1, i0, i1, base[r, 0],
+                           stride[r, 0])
+        else:
+            _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0, i1)
+
+
+@_jit
+def _rev_operand(adj, d1, e0, step, o, n, b, s, same, cv):
+    """adj[b + k*s] += D[k] * adj[o + k] for one operand position of a run, where D[k] is its
+    partial d1[e0 + k*step] (or cv when the run's ops share it). A stride-0 operand gathers its
+    contributions for k = n-1 down to 0, the per-op order."""
+    ao = adj[o:o + n]
+    if s == 1:
+        xa = adj[b:b + n]
+        if same:
+            for k in range(n):
+                xa[k] += ao[k] * cv
+        elif step == 1:
+            dk = d1[e0:e0 + n]
+            for k in range(n):
+                xa[k] += ao[k] * dk[k]
+        else:
+            for k in range(n):
+                xa[k] += ao[k] * d1[e0 + k * step]
+    else:
+        acc = adj[b]
+        if same:
+            for k in range(n - 1, -1, -1):
+                acc += ao[k] * cv
+        else:
+            for k in range(n - 1, -1, -1):
+                acc += ao[k] * d1[e0 + k * step]
+        adj[b] = acc
+
+
+@_jit
+def _elem_reverse(c, eptr, d1, n_in, adj, i0, i1, b0, s0, b1, s1, fl, c0, c1):
+    n = i1 - i0
+    e0 = eptr[i0]
+    E = eptr[i0 + 1] - e0
+    o = n_in + i0
+    same = c == oc.LIN and (fl & SAME_COEF) != 0  # partials are the shared coefficients
+    if E == 1:
+        _rev_operand(adj, d1, e0, 1, o, n, b0, s0, same, c0)
+    elif E == 2:
+        if b0 + (n - 1) * s0 < b1 or b1 + (n - 1) * s1 < b0:  # disjoint: one pass per operand
+            _rev_operand(adj, d1, e0, 2, o, n, b0, s0, same, c0)
+            _rev_operand(adj, d1, e0 + 1, 2, o, n, b1, s1, same, c1)
+        else:  # shared slots: the exact per-op order
+            for k in range(n - 1, -1, -1):
+                a = adj[o + k]
+                adj[b0 + k * s0] += a * d1[e0 + 2 * k]
+                adj[b1 + k * s1] += a * d1[e0 + 2 * k + 1]
+
+
+@_jit
+def _block_reverse(eptr, d1, n_in, adj, i0, i1, b, s):
+    e0 = eptr[i0]
+    E = eptr[i0 + 1] - e0
+    o = n_in + i0
+    for k in range(i1 - i0 - 1, -1, -1):
+        a = adj[o + k]
+        dk = d1[e0 + k * E:e0 + (k + 1) * E]
+        xa = adj[b + k * s:b + k * s + E]
+        for j in range(E):
+            xa[j] += a * dk[j]
+
+
+@_jit
+def reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags, const):
+    """`sweeps.reverse1` over a run plan: adjoints of all slots into adj (n_slots,)."""
+    adj[:] = 0.0
+    for k in range(out.shape[0]):
+        adj[out[k]] += w[k]
+    for r in range(kind.shape[0] - 1, -1, -1):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        kr = kind[r]
+        if kr == ELEM:
+            _elem_reverse(code[i0], eptr, d1, n_in, adj, i0, i1, base[r, 0], stride[r, 0],
+                          base[r, 1], stride[r, 1], flags[r], const[r, 1], const[r, 2])
+        elif kr == BLOCK:
+            _block_reverse(eptr, d1, n_in, adj, i0, i1, base[r, 0], stride[r, 0])
+        else:
+            _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1)
+
+
+@_jit
+def _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1):
+    """Ops i1-1 down to i0 one at a time: the loop of `sweeps.reverse1`."""
+    for i in range(i1 - 1, i0 - 1, -1):
+        a = adj[n_in + i]
+        for e in range(eptr[i], eptr[i + 1]):
+            adj[arg[e]] += a * d1[e]
+
+
+@_jit
+def _tangent_run(kr, eptr, d1, n_in, dot, i0, i1, b0, s0, b1, s1):
+    """dot[s] = sum_e d1[e] * dot[operand e] for the ops of one ELEM or BLOCK run."""
+    e0 = eptr[i0]
+    E = eptr[i0 + 1] - e0
+    o = n_in + i0
+    for k in range(i1 - i0):
+        ek = e0 + k * E
+        acc = 0.0
+        if kr == BLOCK:
+            xk = b0 + k * s0
+            for j in range(E):
+                acc += d1[ek + j] * dot[xk + j]
+        else:
+            if E >= 1:
+                acc += d1[ek] * dot[b0 + k * s0]
+            if E == 2:
+                acc += d1[ek + 1] * dot[b1 + k * s1]
+        dot[o + k] = acc
+
+
+@_jit
+def _operand(kr, j, k, b0, s0, b1, s1):
+    """Slot of edge j of the k-th op of a run."""
+    if kr == BLOCK:
+        return b0 + k * s0 + j
+    return b0 + k * s0 if j == 0 else b1 + k * s1
+
+
+@_jit
+def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, seg, kind, base, stride):
+    """`sweeps.hvp1` over a run plan (same results bit for bit): H_w @ v for one direction
+    v (n_in,) into bar[:n_in]; dot, bar (n_slots,) work arrays. Runs read their operand slots
+    from base/stride instead of gathering them through `arg`."""
+    dot[:n_in] = v
+    for r in range(kind.shape[0]):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        if kind[r] == ELEM or kind[r] == BLOCK:
+            _tangent_run(kind[r], eptr, d1, n_in, dot, i0, i1, base[r, 0], stride[r, 0],
+                         base[r, 1], stride[r, 1])
+        else:
+            for i in range(i0, i1):
+                acc = 0.0
+                for e in range(eptr[i], eptr[i + 1]):
+                    acc += d1[e] * dot[arg[e]]
+                dot[n_in + i] = acc
+    bar[:] = 0.0
+    for r in range(kind.shape[0] - 1, -1, -1):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        kr = kind[r]
+        b0 = base[r, 0]
+        s0 = stride[r, 0]
+        b1 = base[r, 1]
+        s1 = stride[r, 1]
+        for i in range(i1 - 1, i0 - 1, -1):  # the per-op order, operands from the run pattern
+            s = n_in + i
+            k = i - i0
+            e0 = eptr[i]
+            b = bar[s]
+            for e in range(e0, eptr[i + 1]):
+                t = arg[e] if kr == 0 else _operand(kr, e - e0, k, b0, s0, b1, s1)
+                bar[t] += d1[e] * b
+            a = adj[s]
+            for t in range(tptr[i], tptr[i + 1]):
+                c = a * d2[t]
+                p = ta[t]
+                q = tb[t]
+                sp = arg[p] if kr == 0 else _operand(kr, p - e0, k, b0, s0, b1, s1)
+                sq = arg[q] if kr == 0 else _operand(kr, q - e0, k, b0, s0, b1, s1)
+                bar[sp] += c * dot[sq]
+                if p != q:
+                    bar[sq] += c * dot[sp]

@@ -1,0 +1,258 @@
+"""The run plan of a tape: where consecutive ops can be swept as one tight loop.
+
+Array code records many consecutive ops of one code over contiguous operands (x[1:] - x[:-1]**2
+is two appends of n-1 ops each). The per-op tape stays the source of truth; from it, once per
+tape, `build` derives a partition of the ops into *segments* (one compiled O(ops + edges) scan:
+the first version, vectorised numpy, spent ~0.3 s on a 7 * 10^5-op tape, mostly in page faults
+of its temporaries):
+
+- ELEM: ops of one code with the same edge count E <= 2 and term count, whose operand at edge
+  position p is base[p] + k * stride[p] for the k-th op of the segment, stride 0 (a broadcast
+  operand) or 1 (contiguous memory);
+- BLOCK: LIN ops with E >= 3 edges over contiguous slots base + k * stride + j (j < E), for any
+  stride >= 0: an n-ary sum (one op) or a matmul-shaped block (X @ w: stride 0, coefficients
+  row k of X);
+- OPS: everything else, swept op by op as before.
+
+A run never reads its own outputs (every operand slot is below the run's first output slot), so
+its loop has no dependences between iterations and the order of its ops does not matter for the
+values. The run kernels (`run_sweeps.py`) add contributions in the same order as the per-op
+sweeps, so their results are bitwise identical.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from . import opcodes as oc
+
+OPS, ELEM, BLOCK = 0, 1, 2
+# Shorter runs are swept op by op: entering a run costs ~60-90 ns (forward + reverse), which
+# the run repays at ~16 ops (measured on chains of sin/tanh/scale/multiply runs; perf/README.md).
+MIN_RUN = 16
+# Below this fraction of ops in runs the tape keeps the per-op sweeps: the per-op segments of
+# the run sweeps are ~10% slower than `sweeps.py` (measured, cause not found).
+MIN_COVERAGE = 0.25
+# Tapes with fewer ops keep the per-op sweeps: a plan saves a few microseconds there (1.2x on
+# Rosenbrock n = 100), while compiling the run kernels costs ~10 s of CPU once per environment
+# (cached on disk afterwards), which small problems and the cold-start figure should not pay.
+MIN_TAPE = 1000
+WIDE = 3  # LIN ops with at least this many edges are BLOCK candidates
+
+
+# flags of a run: its ops share one param / one coefficient per edge position (the kernels then
+# read a scalar instead of a stream: x[1:] - x[:-1] is coef (1, -1) and param 0 for every op)
+SAME_PARAM, SAME_COEF = 1, 2
+
+
+class Plan:
+    """Segments of a tape: seg (R+1,) op offsets, kind (R,) int8 (OPS/ELEM/BLOCK), base and
+    stride (R, 2) int64 (per edge position for ELEM; position 0 only for BLOCK), flags (R,) int8
+    (SAME_PARAM | SAME_COEF) and const (R, 3) float64 (the shared param, coef 0, coef 1)."""
+
+    def __init__(self, seg, kind, base, stride, flags=None, const=None):
+        self.seg = np.ascontiguousarray(seg, dtype=np.int64)
+        self.kind = np.ascontiguousarray(kind, dtype=np.int8)
+        self.base = np.ascontiguousarray(base, dtype=np.int64)
+        self.stride = np.ascontiguousarray(stride, dtype=np.int64)
+        R = self.kind.shape[0]
+        self.flags = np.zeros(R, np.int8) if flags is None else np.ascontiguousarray(flags, np.int8)
+        self.const = (np.zeros((R, 3)) if const is None
+                      else np.ascontiguousarray(const, dtype=np.float64))
+
+    @property
+    def arrays(self):
+        """The arrays the run kernels take, in their argument order."""
+        return self.seg, self.kind, self.base, self.stride, self.flags, self.const
+
+    def __len__(self):
+        return int(self.kind.shape[0])
+
+    def has_runs(self):
+        return bool((self.kind != OPS).any())
+
+    def worthwhile(self):
+        """Whether the run sweeps should replace the per-op sweeps for this tape."""
+        return self.has_runs() and self.coverage() >= MIN_COVERAGE
+
+    def coverage(self):
+        """Fraction of ops that are in ELEM or BLOCK runs."""
+        n = self.seg[-1]
+        if n == 0:
+            return 0.0
+        lengths = np.diff(self.seg)
+        return float(lengths[self.kind != OPS].sum() / n)
+
+    def __repr__(self):
+        counts = np.bincount(self.kind, minlength=3)
+        return (f"<jitad run plan: {counts[ELEM]} elementwise runs, {counts[BLOCK]} block runs, "
+                f"{counts[OPS]} per-op segments, {100 * self.coverage():.0f}% of ops in runs>")
+
+
+def build(code, param, eptr, arg, coef, tptr, n_in, min_run=MIN_RUN):
+    """The run plan of a tape (arrays as validated by `Tape`): one O(ops + edges) scan."""
+    n_ops = code.shape[0]
+    if n_ops == 0 or not _worth_planning(code, min_run):
+        return Plan([0, n_ops], [OPS] if n_ops else [], np.zeros((min(n_ops, 1), 2)),
+                    np.zeros((min(n_ops, 1), 2)))
+    # two passes of one scan: count the segments, then fill arrays of that size (a plan of
+    # slot-sized arrays would cost page faults on every large tape)
+    none = np.zeros(0, np.int64)
+    R = _scan(code, param, eptr, arg, coef, tptr, n_in, min_run, False, none, none.astype(np.int8),
+              none.reshape(0, 2), none.reshape(0, 2), none.astype(np.int8), np.zeros((0, 3)))
+    seg = np.empty(R + 1, np.int64)
+    kind = np.empty(R, np.int8)
+    base = np.empty((R, 2), np.int64)
+    stride = np.empty((R, 2), np.int64)
+    flags = np.empty(R, np.int8)
+    const = np.empty((R, 3))
+    _scan(code, param, eptr, arg, coef, tptr, n_in, min_run, True, seg, kind, base, stride,
+          flags, const)
+    return Plan(seg, kind, base, stride, flags, const)
+
+
+def _worth_planning(code, min_run):
+    """Cheap first look: whether stretches of one op code of at least min_run ops (the only
+    places runs can be) hold MIN_COVERAGE of the ops. Scalar-loop code, whose codes alternate,
+    skips the full analysis."""
+    n = code.shape[0]
+    change = np.flatnonzero(code[1:] != code[:-1]) + 1
+    lengths = np.diff(np.concatenate(([0], change, [n])))
+    return lengths[lengths >= min_run].sum() >= MIN_COVERAGE * n
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _same_bits(p, q):
+    """p and q are the same float bit for bit (0.0 != -0.0; NaN never matches)."""
+    return p == q and math.copysign(1.0, p) == math.copysign(1.0, q)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _op_class(code, eptr, arg, i):
+    """1 (ELEM candidate), 2 (BLOCK candidate: wide LIN over consecutive slots) or 0."""
+    c = code[i]
+    e0 = eptr[i]
+    E = eptr[i + 1] - e0
+    if c == oc.DOT:
+        return 1 if E == 2 else 0
+    if E <= 2:
+        return 1
+    if c != oc.LIN or E < WIDE:
+        return 0
+    for e in range(e0 + 1, e0 + E):
+        if arg[e] != arg[e - 1] + 1:
+            return 0
+    return 2
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _scan(code, param, eptr, arg, coef, tptr, n_in, min_run, fill, seg, kind, base, stride,
+          flags, const):
+    """Greedy left-to-right segmentation; returns the number of segments and, with fill,
+    writes them. An op joins the open run when its class, code, E and T match, its operand
+    steps from the previous op equal the run's (0 or 1 per position for ELEM, >= 0 for BLOCK)
+    and it reads no slot the run wrote."""
+    n_ops = code.shape[0]
+    R = 0
+    last_ops = False  # the last emitted segment is OPS (a short run or OPS ops merge into it)
+    i = 0
+    while i < n_ops:
+        cls = _op_class(code, eptr, arg, i)
+        j = i + 1
+        E = eptr[i + 1] - eptr[i]
+        if cls != 0:
+            c = code[i]
+            T = tptr[i + 1] - tptr[i]
+            top = n_in + i  # operands must stay below the run's first output slot
+            a0 = arg[eptr[i]] if E >= 1 else -1
+            a1 = arg[eptr[i] + 1] if E >= 2 else -1
+            hi = a0 + E - 1 if cls == 2 else max(a0, a1)
+            d0 = -1
+            d1 = -1
+            same_p = True
+            same_c = cls == 1
+            if hi >= top:
+                j = i + 1
+            else:
+                while j < n_ops:
+                    e0 = eptr[j]
+                    if (code[j] != c or eptr[j + 1] - e0 != E or tptr[j + 1] - tptr[j] != T
+                            or _op_class(code, eptr, arg, j) != cls):
+                        break
+                    s0 = (arg[e0] - arg[eptr[j - 1]]) if E >= 1 else 0
+                    s1 = (arg[e0 + 1] - arg[eptr[j - 1] + 1]) if E >= 2 else 0
+                    if cls == 1 and not (0 <= s0 <= 1 and 0 <= s1 <= 1):
+                        break
+                    if cls == 2 and s0 < 0:
+                        break
+                    if j == i + 1:
+                        d0 = s0
+                        d1 = s1
+                    elif s0 != d0 or s1 != d1:
+                        break
+                    h = arg[e0] + E - 1 if cls == 2 else max(arg[e0] if E >= 1 else -1,
+                                                               arg[e0 + 1] if E >= 2 else -1)
+                    if h >= top:
+                        break
+                    same_p = same_p and _same_bits(param[j], param[i])
+                    if same_c:
+                        for p in range(E):
+                            if not _same_bits(coef[e0 + p], coef[eptr[i] + p]):
+                                same_c = False
+                    j += 1
+            L = j - i
+            if L >= min_run or (cls == 2 and L * E >= min_run):
+                if fill:
+                    seg[R] = i
+                    kind[R] = ELEM if cls == 1 else BLOCK
+                    base[R, 0] = a0
+                    base[R, 1] = a1
+                    stride[R, 0] = d0 if L > 1 else 0
+                    stride[R, 1] = d1 if L > 1 else 0
+                    flags[R] = ((SAME_PARAM if same_p else 0)
+                                | (SAME_COEF if same_c and c == oc.LIN else 0))
+                    const[R, 0] = param[i]
+                    const[R, 1] = coef[eptr[i]] if E >= 1 and cls == 1 else 0.0
+                    const[R, 2] = coef[eptr[i] + 1] if E >= 2 and cls == 1 else 0.0
+                R += 1
+                last_ops = False
+                i = j
+                continue
+        # ops i..j-1 are swept one at a time
+        if not last_ops:
+            if fill:
+                seg[R] = i
+                kind[R] = OPS
+                base[R, 0] = base[R, 1] = stride[R, 0] = stride[R, 1] = 0
+                flags[R] = 0
+                const[R, 0] = const[R, 1] = const[R, 2] = 0.0
+            R += 1
+            last_ops = True
+        i = j
+    if fill:
+        seg[R] = n_ops
+    return R
+
+
+def check(plan, code, eptr, arg, n_in):
+    """Verify a plan against its tape (tests and debugging): every run's operands follow its
+    base/stride pattern and lie below its first output slot. Raises AssertionError."""
+    seg, kind, base, stride = plan.seg, plan.kind, plan.base, plan.stride
+    E = np.diff(eptr)
+    for r in range(len(plan)):
+        i0, i1 = int(seg[r]), int(seg[r + 1])
+        if kind[r] == OPS:
+            continue
+        assert i1 > i0
+        assert (code[i0:i1] == code[i0]).all() and (E[i0:i1] == E[i0]).all()
+        k = np.arange(i1 - i0)
+        e = int(E[i0])
+        ops_args = arg[eptr[i0]:eptr[i1]].reshape(i1 - i0, e)
+        if kind[r] == ELEM:
+            assert e <= 2 and (stride[r] >= 0).all() and (stride[r] <= 1).all()
+            want = base[r][None, :e] + k[:, None] * stride[r][None, :e]
+        else:
+            assert code[i0] == oc.LIN and e >= WIDE and stride[r, 0] >= 0
+            want = base[r, 0] + k[:, None] * stride[r, 0] + np.arange(e)[None, :]
+        assert (ops_args == want).all(), f"run {r} operands do not follow its pattern"
+        assert ops_args.size == 0 or ops_args.max() < n_in + i0, f"run {r} reads its own outputs"

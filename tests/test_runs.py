@@ -1,0 +1,279 @@
+"""The run plan (jitad/runs.py) and the run-aware sweeps (jitad/run_sweeps.py).
+
+The run sweeps must give bitwise the same values, partials, adjoints, tangents and HVPs as the
+per-op sweeps
+(they add in the same order), on random programs (hypothesis, with every run length allowed so
+that short runs of every kind are exercised) and on the benchmark problems. Run detection is
+checked on hand-made cases: broadcast operands, strides, self-reads, mixed codes, mat-vecs.
+"""
+import os
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import jitad
+from jitad import opcodes as oc
+from jitad import run_sweeps, runs, sweeps
+from test_properties import ALL_OPS, SETTINGS, floats, make_ctx, run
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "perf"))
+import problems  # noqa: E402
+
+
+def plan_of(tape, min_run=runs.MIN_RUN):
+    plan = runs.build(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
+                      tape.n_inputs, min_run=min_run)
+    runs.check(plan, tape.code, tape.eptr, tape.arg, tape.n_inputs)
+    return plan
+
+
+def sweep_both(tape, plan, x, w):
+    """(per-op, run) results: (val, d1, d2, adj) of each sweep at x for output weights w."""
+    results = []
+    for use_plan in (False, True):
+        val = np.full(tape.n_slots, np.nan)
+        d1 = np.full(tape.arg.shape[0], np.nan)
+        d2 = np.full(tape.ta.shape[0], np.nan)
+        adj = np.full(tape.n_slots, np.nan)
+        args = (tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.n_inputs,
+                x, True, val, d1, d2)
+        if use_plan:
+            run_sweeps.forward(*args, *plan.arrays)
+            run_sweeps.reverse1(tape.eptr, tape.arg, d1, tape.n_inputs, tape.out, w, adj,
+                                tape.code, *plan.arrays)
+        else:
+            sweeps.forward(*args)
+            sweeps.reverse1(tape.eptr, tape.arg, d1, tape.n_inputs, tape.out, w, adj)
+        results.append((val, d1, d2, adj))
+    return results
+
+
+def assert_same_sweeps(tape, plan, x, w=None):
+    w = np.ones(tape.n_outputs) if w is None else w
+    ref, got = sweep_both(tape, plan, x, w)
+    for name, a, b in zip(("values", "d1", "d2", "adjoints"), ref, got):
+        np.testing.assert_array_equal(b, a, err_msg=f"run sweep {name} differ from per-op")
+    # single-direction HVP (tangent, then second-order reverse) over the plan
+    _, d1, d2, adj = ref
+    v = np.cos(np.arange(tape.n_inputs) * 1.3 + 0.1)
+    hv = []
+    for use_plan in (False, True):
+        dot = np.full(tape.n_slots, np.nan)
+        bar = np.full(tape.n_slots, np.nan)
+        args = (tape.eptr, tape.arg, d1, tape.tptr, tape.ta, tape.tb, d2, tape.n_inputs, adj, v,
+                dot, bar)
+        if use_plan:
+            run_sweeps.hvp1(*args, *plan.arrays[:4])
+        else:
+            sweeps.hvp1(*args)
+        hv.append((dot, bar))
+    np.testing.assert_array_equal(hv[1][0], hv[0][0], err_msg="run tangents differ")
+    np.testing.assert_array_equal(hv[1][1], hv[0][1], err_msg="run HVP differs")
+    # value-only forward as well
+    val = np.full(tape.n_slots, np.nan)
+    run_sweeps.forward(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
+                       tape.n_inputs, x, False, val, val[:0], val[:0], *plan.arrays)
+    np.testing.assert_array_equal(val, ref[0])
+
+
+def kinds(plan):
+    """[(kind, length)] of the plan's segments."""
+    return [(int(k), int(plan.seg[r + 1] - plan.seg[r])) for r, k in enumerate(plan.kind)]
+
+
+# ------------------------------------------------------------------ run detection
+def test_elementwise_chain_is_one_run_per_append():
+    x = np.linspace(0.1, 1.0, 20)
+    tape = jitad.record(lambda x: np.sum(np.sin(x) * 2.0 + 1.0), x)
+    plan = plan_of(tape)
+    assert kinds(plan) == [(runs.ELEM, 20)] * 3 + [(runs.BLOCK, 1)]  # sin, * 2, + 1, sum
+    assert (plan.stride[:3, 0] == 1).all()
+    assert (plan.flags[1:3] == runs.SAME_PARAM | runs.SAME_COEF).all()  # shared p, c
+    assert list(plan.const[1, :2]) == [0.0, 2.0] and list(plan.const[2, :2]) == [1.0, 1.0]
+    assert_same_sweeps(tape, plan, x + 0.3)
+
+
+def test_broadcast_operand_has_stride_zero():
+    x = np.linspace(0.1, 1.0, 16)
+    tape = jitad.record(lambda x: np.sum(x * x[3] - x[0]), x)
+    plan = plan_of(tape)
+    mul = [r for r in range(len(plan)) if plan.kind[r] == runs.ELEM
+           and tape.code[plan.seg[r]] == oc.binary_code("multiply", oc.VV)]
+    assert len(mul) == 1
+    r = mul[0]
+    assert list(plan.stride[r]) == [1, 0] and plan.base[r, 1] == 3
+    assert_same_sweeps(tape, plan, np.cos(x))
+
+
+def test_strided_operands_are_not_runs():
+    """x[::2] reads every other slot: not contiguous, swept op by op."""
+    x = np.linspace(0.1, 1.0, 32)
+    tape = jitad.record(lambda x: np.sum(np.exp(x[::2])), x)
+    plan = plan_of(tape)
+    assert plan.kind[0] == runs.OPS and plan.seg[1] - plan.seg[0] == 16
+    assert_same_sweeps(tape, plan, x * 0.5)
+
+
+def test_mixed_codes_from_a_scalar_loop_have_no_runs():
+    p = problems.rosenbrock_problem(200, loop=True)
+    tape = jitad.record(p.func, *p.args)
+    assert len(tape) >= runs.MIN_TAPE
+    plan = plan_of(tape)
+    assert not plan.has_runs() and len(plan) == 1
+    assert tape._runs() is None  # the tape keeps the per-op sweeps
+    assert_same_sweeps(tape, plan, p.x0)
+
+
+def test_run_reading_its_own_outputs_is_split():
+    """exp(exp(x)) with x the whole input: the second append reads slots n..2n-1 right after
+    the first one's operands 0..n-1, so operand steps continue; the run must be cut."""
+    x = np.linspace(-1.0, 0.5, 20)
+    tape = jitad.record(lambda x: np.sum(np.exp(np.exp(x))), x)
+    plan = plan_of(tape)
+    assert kinds(plan)[:2] == [(runs.ELEM, 20), (runs.ELEM, 20)]
+    assert_same_sweeps(tape, plan, x[::-1].copy())
+
+
+def test_cumsum_chain_is_swept_op_by_op():
+    x = np.linspace(-1.0, 0.5, 40)
+    tape = jitad.record(lambda x: np.sum(np.sin(np.cumsum(x))), x)
+    plan = plan_of(tape, min_run=2)
+    runs.check(plan, tape.code, tape.eptr, tape.arg, tape.n_inputs)
+    assert_same_sweeps(tape, plan, np.sin(x))
+
+
+def test_matvec_is_a_block_run_with_stride_zero():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 7))
+    w = rng.standard_normal(7)
+    tape = jitad.record(lambda w: np.sum(np.tanh(X @ w)), w)
+    plan = plan_of(tape)
+    assert kinds(plan)[0] == (runs.BLOCK, 30)
+    assert plan.stride[0, 0] == 0 and plan.base[0, 0] == 0
+    assert_same_sweeps(tape, plan, np.cos(w))
+
+
+def test_row_sums_are_a_block_run_with_stride_of_a_row():
+    x = np.linspace(-1.0, 0.5, 24)
+    tape = jitad.record(lambda x: np.sum(np.sin(x).reshape(6, 4).sum(axis=1) ** 2), x)
+    plan = plan_of(tape)
+    assert (runs.BLOCK, 6) in kinds(plan)
+    r = kinds(plan).index((runs.BLOCK, 6))
+    assert plan.stride[r, 0] == 4
+    assert_same_sweeps(tape, plan, x * 0.7)
+
+
+def test_short_runs_are_swept_op_by_op():
+    x = np.linspace(0.1, 1.0, 4)
+    tape = jitad.record(lambda x: np.sum(np.sin(x) * np.cos(x)), x)
+    assert not plan_of(tape).has_runs()          # runs of 4 < MIN_RUN
+    plan = plan_of(tape, min_run=1)
+    assert plan.has_runs()
+    assert_same_sweeps(tape, plan, x + 1.0)
+
+
+def test_non_uniform_params_and_coefficients():
+    """Per-op constants (y * z with y data, c ** x with c data) are read per op."""
+    x = np.linspace(0.1, 1.0, 20)
+    y = np.linspace(0.5, 3.0, 20)
+    tape = jitad.record(lambda x: np.sum(y * x + y ** x + x ** y), x)
+    plan = plan_of(tape)
+    assert plan.has_runs()
+    E = np.diff(tape.eptr)
+    lin = [r for r in range(len(plan)) if tape.code[plan.seg[r]] == oc.LIN
+           and plan.kind[r] == runs.ELEM and E[plan.seg[r]] == 1]
+    assert lin and not plan.flags[lin[0]] & runs.SAME_COEF
+    assert_same_sweeps(tape, plan, x * 1.1)
+
+
+def test_empty_and_constant_tapes():
+    tape = jitad.record(lambda x: x * 0.0 + 3.0, np.zeros(0))
+    plan = plan_of(tape)
+    assert len(plan) == 0 or not plan.has_runs()
+    x = np.linspace(0.1, 1.0, 10)
+    tape = jitad.record(lambda x: jitad.stack([x[0] * 0.0 + c for c in range(12)]), x)
+    assert_same_sweeps(tape, plan_of(tape, min_run=1), x, np.arange(12.0))
+
+
+# ------------------------------------------------------------------ tape dispatch
+def test_small_tapes_keep_the_per_op_sweeps():
+    p = problems.rosenbrock_problem(100)
+    tape = jitad.record(p.func, *p.args)
+    assert len(tape) < runs.MIN_TAPE and plan_of(tape).has_runs()
+    assert tape._runs() is None
+
+
+def test_tape_uses_the_plan_and_matches_hand_written_gradients():
+    for p in (problems.rosenbrock_problem(300), problems.logistic_problem(400, 9)):
+        tape = jitad.record(p.func, *p.args)
+        assert tape._runs() is not None and tape._runs().coverage() > 0.99
+        for x in p.points(3):
+            f, g = tape.value_and_gradient(x)
+            np.testing.assert_allclose(f, p.ref_f(x, *p.ref_args), rtol=1e-12)
+            np.testing.assert_allclose(g, p.ref_grad(x, *p.ref_args), rtol=1e-10,
+                                       atol=1e-12 * np.abs(g).max())
+            np.testing.assert_array_equal(tape.forward(x), [f])
+            assert_same_sweeps(tape, tape._runs(), x)
+        # the point left by a run-aware gradient serves the second-order sweeps
+        x = p.x0
+        tape.gradient(x)
+        v = np.sin(np.arange(p.n) + 1.0)
+        h = 1e-5
+        fd = (p.ref_grad(x + h * v, *p.ref_args) - p.ref_grad(x - h * v, *p.ref_args)) / (2 * h)
+        np.testing.assert_allclose(tape.hvp(x, v), fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+
+
+PERF_PROBLEMS = {  # perf/problems.py at sizes that keep the suite fast (10^5 -> 2 * 10^4)
+    "rosenbrock numpy": lambda: problems.rosenbrock_problem(20_000),
+    "rosenbrock numpy small": lambda: problems.rosenbrock_problem(100),
+    "rosenbrock scalar loop": lambda: problems.rosenbrock_problem(100, loop=True),
+    "logistic regression": lambda: problems.logistic_problem(),
+    "logistic regression tall": lambda: problems.logistic_problem(20_000, 50),
+    "lennard-jones": lambda: problems.lennard_jones_problem(12),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PERF_PROBLEMS))
+def test_perf_problems_match_per_op_sweeps(name):
+    p = PERF_PROBLEMS[name]()
+    tape = jitad.record(p.func, *p.args)
+    plan = plan_of(tape)
+    for x in p.points(2):
+        assert_same_sweeps(tape, plan, x)
+
+
+# ------------------------------------------------------------------ random programs
+@st.composite
+def long_programs(draw):
+    """Programs of test_properties.py over longer vectors (runs of up to 40 ops)."""
+    n = draw(st.integers(1, 40))
+    names = sorted(ALL_OPS)
+    instr = st.tuples(st.sampled_from(names), st.integers(0, 50), st.integers(0, 50),
+                      st.floats(-1.5, 1.5, allow_nan=False))
+    prog = draw(st.lists(instr, min_size=1, max_size=7))
+    x = np.array(draw(st.lists(floats, min_size=n + 1, max_size=n + 1)))
+    seed = draw(st.integers(0, 2 ** 16))
+    min_run = draw(st.sampled_from([1, 2, runs.MIN_RUN]))
+    return prog, n, x, seed, min_run
+
+
+@SETTINGS
+@given(long_programs())
+def test_random_programs_match_per_op_sweeps(case):
+    prog, n, z, seed, min_run = case
+    ctx = make_ctx(n, seed)
+
+    def f(x, s):
+        with np.errstate(all="ignore"):
+            return run(prog, x, s, "vector", ctx)
+
+    with np.errstate(all="ignore"):
+        tape = jitad.record(f, z[:n], z[n])
+    plan = plan_of(tape, min_run)
+    w = np.cos(np.arange(tape.n_outputs) * 0.9 + 0.2)
+    with np.errstate(all="ignore"):
+        assert_same_sweeps(tape, plan, z + 0.05 * np.sin(np.arange(n + 1.0)), w)
