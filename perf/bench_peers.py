@@ -28,14 +28,19 @@ its own section in the output.
 import argparse
 import datetime
 import os
+import pickle
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+PERF = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(PERF)
+sys.path[:0] = [PERF, REPO]  # the jitad of this checkout, not whichever one is installed
 import peer_latency  # noqa: E402
 import peer_libs  # noqa: E402
 import peer_table  # noqa: E402
@@ -105,6 +110,7 @@ def bench_case(case, libs, target, batches):
     for lib in libs:
         if lib.note:
             continue
+        t0 = time.perf_counter()
         try:
             ops = lib.prepare(case, xs, v)
         except Exception as e:  # a peer failing on a problem is a note, jitad failing is a bug
@@ -123,16 +129,15 @@ def bench_case(case, libs, target, batches):
                                          f"one, rel err {err:.2e}")
                 rows[op].cells[col] = f"wrong (rel err {err:.0e})"
                 continue
-            rows[op].cells[col] = peer_table.measure(entry.fn, entry.args, target, batches)
-        log(f"  {case.key}: {lib.name}")
+            rows[op].cells[col] = peer_table.measure(entry.fn, entry.args, target, batches,
+                                                     warm_up=False)  # the check warmed it up
+        log(f"  {case.key}: {lib.name} ({time.perf_counter() - t0:.1f} s)")
     return [rows[op] for op in peer_libs.OPS]
 
 
 # ------------------------------------------------------------------ report parts
-def machine_description(libs):
+def machine_description(results, in_process=False):
     import numba
-
-    import jitad
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -148,22 +153,12 @@ def machine_description(libs):
         pass
     lines = [f"- CPU: {cpu}, {os.cpu_count()} logical CPUs{mem}; {platform.platform()}",
              f"- Python {platform.python_version()}, numpy {np.__version__}, numba "
-             f"{numba.__version__} ({numba.get_num_threads()} threads, threading layer "
-             f"{numba.threading_layer()}), jitad {jitad.__version__}"]
-    peers = []
-    for lib in libs:
-        if lib.note:
-            peers.append(f"{lib.name}: not installed")
-        elif lib.name == "JAX":
-            peers.append(f"JAX {lib.jax.__version__} ({lib.jax.default_backend()}, float64)")
-        elif lib.name == "torch":
-            peers.append(f"torch {lib.torch.__version__} ({lib.torch.get_num_threads()} "
-                         "threads, float64)")
-        elif lib.name == "CasADi":
-            peers.append(f"CasADi {lib.ca.__version__}" + (
-                f" (gcc: {lib.gcc} -O1)" if lib.gcc else " (no gcc variant)"))
-    if peers:
-        lines.append("- Peers: " + ", ".join(peers))
+             f"{numba.__version__}"]
+    libs = [r["desc"] if not r["note"] else f"{r['name']}: not installed" for r in results]
+    if libs:
+        lines.append("- Libraries (" + ("all in one process" if in_process else
+                                        "each measured in its own process") + "): "
+                     + ", ".join(libs))
     return "\n".join(lines)
 
 
@@ -171,8 +166,8 @@ def _fmt_s(s):
     return f"{s * 1e3:.3g} ms" if s < 1.0 else f"{s:.3g} s"
 
 
-def setup_table(cases, libs):
-    by = {lib.name: lib.setup for lib in libs if not lib.note}
+def setup_table(cases, results):
+    by = {r["name"]: r["setup"] for r in results if not r["note"]}
     cols = [("jitad", "record", "jitad record"),
             ("JAX", "jit hessian", "JAX jit(hessian) first call"),
             ("JAX", "jit ", "JAX first calls, all 4"),
@@ -199,11 +194,12 @@ def targets_table(rows):
         def cell(col):
             c = row.cells.get(col)
             return fmt_us(c.median) if isinstance(c, Stats) else "—"
-        j = row.cells.get("jitad")
-        verdict = ("—" if not isinstance(j, Stats) else
-                   ("PASS" if test(j.median, row) else "MISS"))
+        best = peer_table.best(row, "jitad")  # (seconds, column) of the fastest jitad column
+        verdict = "—" if best is None else ("PASS" if test(best[0], row) else "MISS")
+        jitad_cell = "—" if best is None else (
+            fmt_us(best[0]) + ("" if best[1] == "jitad" else f" ({best[1]})"))
         body.append([f"{row.problem} n={row.n}", OP_TITLES[op], jx, vm, gcc, cell("JAX"),
-                     cell("CasADi VM"), cell("CasADi gcc"), cell("jitad"), text, verdict])
+                     cell("CasADi VM"), cell("CasADi gcc"), jitad_cell, text, verdict])
     return md_table(["problem", "op", "issue: JAX", "issue: CasADi VM", "issue: CasADi gcc",
                      "JAX", "CasADi VM", "CasADi gcc", "jitad", "target", "verdict"], body, 2)
 
@@ -284,6 +280,58 @@ def plot(rows, path):
     plt.close(fig)
 
 
+# ------------------------------------------------------------------ one library per process
+def select_cases(quick, patterns):
+    cases = quick_cases() if quick else all_cases()
+    if patterns:
+        keys = {c.key for c in cases}  # a full key selects itself only, else substrings match
+        cases = [c for c in cases
+                 if any(c.key == p if p in keys else p in c.key for p in patterns)]
+    return cases
+
+
+def measure_library(name, args, patterns, target, batches):
+    """{"name", "note", "desc", "setup", "rows"} of one library over the selected cases."""
+    lib = peer_libs.libraries([name], casadi_gcc=not args.no_casadi_gcc,
+                              casadi_big=args.casadi_big)[0]
+    result = {"name": lib.name, "note": lib.note, "desc": lib.name, "setup": {}, "rows": []}
+    if not lib.note:
+        for case in select_cases(args.quick, patterns):
+            result["rows"] += bench_case(case, [lib], target, batches)
+        result["setup"] = lib.setup
+        result["desc"] = lib.describe()  # after the run: Numba's threading layer is known
+    lib.close()
+    return result
+
+
+def worker(name, args, patterns, target, batches):
+    with open(args.worker_out, "wb") as f:
+        pickle.dump(measure_library(name, args, patterns, target, batches), f)
+
+
+def run_library(name, args, patterns, target, batches):
+    """measure_library in a fresh process (or in this one with --in-process): libraries that
+    share a process disturb each other's threads."""
+    if args.in_process:
+        return measure_library(name, args, patterns, target, batches)
+    log(f"{name}: measuring in a fresh process")
+    passed = [a for a, on in (("--quick", args.quick), ("--no-casadi-gcc", args.no_casadi_gcc),
+                              ("--casadi-big", args.casadi_big)) if on]
+    if args.only:
+        passed += ["--only", args.only]
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "rows.pickle")
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", name,
+                               "--worker-out", out] + passed, cwd=REPO)
+        if proc.returncode != 0:
+            if name == "jitad":
+                raise RuntimeError(f"the jitad worker failed (exit {proc.returncode})")
+            return {"name": name, "note": f"{name} worker failed (exit {proc.returncode})",
+                    "desc": name, "setup": {}, "rows": []}
+        with open(out, "rb") as f:
+            return pickle.load(f)
+
+
 # ------------------------------------------------------------------ main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -300,27 +348,41 @@ def main(argv=None):
     ap.add_argument("--latency-runs", type=int, default=None,
                     help="fresh processes per latency row (default 3, 1 with --quick)")
     ap.add_argument("--no-casadi-gcc", action="store_true", help="skip CasADi's gcc variant")
+    ap.add_argument("--casadi-big", action="store_true",
+                    help="build CasADi's dense SX Hessian even when estimated over "
+                         "peer_libs.CASADI_HESSIAN_MAX instructions (minutes of build time)")
     ap.add_argument("--note", default="", help="a line placed under the report's title")
+    ap.add_argument("--in-process", action="store_true",
+                    help="measure every library in this process (debugging only: once torch "
+                         "has run a parallel op, Numba code in the same process ran up to "
+                         "100x slower here)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)       # internal: one library's rows
+    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     patterns = [p for p in args.only.split(",") if p]
     lib_names = [p.strip().lower() for p in args.libs.split(",") if p.strip()] or None
     target, batches = (0.03, 3) if args.quick else (peer_table.TARGET, peer_table.BATCHES)
     runs = args.latency_runs or (1 if args.quick else 3)
 
+    if args.worker:
+        return worker(args.worker, args, patterns, target, batches)
     t_start = time.perf_counter()
     cpu_start = timing.cpu_seconds()
-    libs = peer_libs.libraries(lib_names, casadi_gcc=not args.no_casadi_gcc)
-    notes = [lib.note for lib in libs if lib.note]
+    names = lib_names or list(peer_libs.NAMES)
+    unknown = set(names) - set(peer_libs.NAMES)
+    if unknown:
+        ap.error(f"unknown --libs {sorted(unknown)}; choose from {', '.join(peer_libs.NAMES)}")
+    results = [run_library(name, args, patterns, target, batches) for name in names]
+    notes = [r["note"] for r in results if r["note"]]
     for note in notes:
         log(f"note: {note}")
-    cases = quick_cases() if args.quick else all_cases()
-    if patterns:
-        keys = {c.key for c in cases}  # a full key selects itself only, else substrings match
-        cases = [c for c in cases
-                 if any(c.key == p if p in keys else p in c.key for p in patterns)]
-    rows = []
-    for case in cases:
-        rows += bench_case(case, libs, target, batches)
+    cases = select_cases(args.quick, patterns)
+    merged = {}  # (case key, op) -> Row with every library's cells
+    for r in results:
+        for row in r["rows"]:
+            merged.setdefault((row.key, row.op), Row(row.problem, row.n, row.op, row.family,
+                                                     row.key)).cells.update(row.cells)
+    rows = [merged[(c.key, op)] for c in cases for op in peer_libs.OPS if (c.key, op) in merged]
 
     latency = None
     if not patterns or "latency" in patterns:
@@ -337,7 +399,7 @@ def main(argv=None):
     if args.note:
         out += [args.note, ""]
     out += [f"Made by `{command}` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} "
-            f"UTC in {elapsed:.0f} s.", "", machine_description(libs), ""]
+            f"UTC in {elapsed:.0f} s.", "", machine_description(results, args.in_process), ""]
     if others is not None:
         busy, steal = others
         out += [f"Other processes kept {busy:.2f} CPUs busy on average during the run and the "
@@ -369,7 +431,7 @@ def main(argv=None):
                 "Recording (jitad), tracing and XLA compile (JAX: the first call of each jitted "
                 "function), building the SX graph and Functions (CasADi), generating and "
                 "compiling C (CasADi gcc). Not part of the per-call times above.", "",
-                setup_table(cases, libs), ""]
+                setup_table(cases, results), ""]
         if args.plot:
             out += [f"Plot of the dense Hessian times: [{os.path.basename(args.plot)}]"
                     f"({os.path.basename(args.plot)})", ""]

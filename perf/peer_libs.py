@@ -11,6 +11,7 @@ bench_peers checks against the hand-written ceiling before timing anything.
 """
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -44,16 +45,35 @@ class Library:
     def prepare(self, case, xs, v):
         raise NotImplementedError
 
+    def close(self):
+        """Release files or resources held for the run."""
+
+    def describe(self):
+        """Version and settings, for the report."""
+        return self.name
+
 
 # ------------------------------------------------------------------ jitad
 class Jitad(Library):
-    """The Tape, recorded once per case: tape.forward/gradient/hvp/hessian (replay)."""
+    """The Tape, recorded once per case: tape.forward/gradient/hvp/hessian (replay); the
+    Hessian also with numba.set_num_threads(1)."""
     name = "jitad"
 
     def __init__(self):
         super().__init__()
+        import numba
+
         import jitad
-        self.jitad = jitad
+        self.jitad, self.numba = jitad, numba
+
+    def describe(self):
+        try:
+            layer = f", threading layer {self.numba.threading_layer()}"
+        except ValueError:  # no parallel region ran
+            layer = ""
+        where = os.path.dirname(os.path.dirname(os.path.abspath(self.jitad.__file__)))
+        return (f"jitad {self.jitad.__version__} from {where} (Tape; "
+                f"{self.numba.get_num_threads()} Numba threads{layer})")
 
     def prepare(self, case, xs, v):
         t0 = time.perf_counter()
@@ -63,7 +83,21 @@ class Jitad(Library):
         ops = {("value", "jitad"): Op(tape.forward, pts),
                ("gradient", "jitad"): Op(tape.gradient, pts),
                ("hvp", "jitad"): Op(tape.hvp, [(x, v) for x in xs])}
-        ops[("hessian", "jitad")] = Op(tape.hessian, pts) if case.dense else _skip_hessian(case)
+        if not case.dense:
+            ops[("hessian", "jitad")] = ops[("hessian", "jitad 1 thread")] = _skip_hessian(case)
+            return ops
+        numba = self.numba
+
+        def hessian_1thread(x):  # the parallel Hessian suffers most when other processes
+            prev = numba.get_num_threads()  # hold the cores: both are reported
+            numba.set_num_threads(1)
+            try:
+                return tape.hessian(x)
+            finally:
+                numba.set_num_threads(prev)
+
+        ops[("hessian", "jitad")] = Op(tape.hessian, pts)
+        ops[("hessian", "jitad 1 thread")] = Op(hessian_1thread, pts)
         return ops
 
 
@@ -71,6 +105,9 @@ class Jitad(Library):
 class Njit(Library):
     """The ceiling: hand-written @njit loops (perf/problems.py, perf/ceilings.py)."""
     name = "njit"
+
+    def describe(self):
+        return "hand-written @njit (ceiling, 1 thread)"
 
     def prepare(self, case, xs, v):
         p = case.p
@@ -99,6 +136,9 @@ class JAX(Library):
             self.note = f"JAX not installed ({e}): its columns are skipped"
             return
         self.jax, self.jnp = jax, jnp
+
+    def describe(self):
+        return f"JAX {self.jax.__version__} ({self.jax.default_backend()}, float64)"
 
     def prepare(self, case, xs, v):
         jax, jnp = self.jax, self.jnp
@@ -143,6 +183,10 @@ class Torch(Library):
             return
         torch.set_default_dtype(torch.float64)
         self.torch, self.taf = torch, taf
+
+    def describe(self):
+        return (f"torch {self.torch.__version__} ({self.torch.get_num_threads()} threads, "
+                "float64)")
 
     def prepare(self, case, xs, v):
         torch, taf = self.torch, self.taf
@@ -190,8 +234,27 @@ class Torch(Library):
 
 
 # ------------------------------------------------------------------ CasADi
-GCC_MAX_INSTRUCTIONS = 300_000  # larger generated C takes minutes of gcc: skipped with a note
-GCC_TIMEOUT = 60.0              # seconds per function
+GCC_MAX_INSTRUCTIONS = 40_000  # larger generated C takes minutes of gcc: skipped with a note
+GCC_TIMEOUT = 45.0             # seconds per function
+CASADI_HESSIAN_MAX = 20e6      # estimated SX instructions (gradient's times n) of a dense Hessian:
+#                                logistic 1000x200 (~2e8) takes minutes to build: skipped unless
+#                                --casadi-big
+GCC_BUDGET = 150.0             # seconds of gcc per run, after which the gcc variant is skipped
+
+
+def compile_shared(gcc, c_file, so_file, timeout):
+    """gcc -O1 -shared c_file -> so_file; None or a note. On timeout the whole process group
+    is killed (killing the gcc driver alone leaves cc1 running)."""
+    proc = subprocess.Popen([gcc, "-O1", "-fPIC", "-shared", c_file, "-o", so_file],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return f"gcc -O1 over {timeout:.0f} s"
+    return None if proc.returncode == 0 else f"gcc failed ({err.decode()[-80:]!r})"
 
 
 class CasADi(Library):
@@ -200,11 +263,13 @@ class CasADi(Library):
     (`f.buffer()`: set_arg/set_res on NumPy memory, then eval) so Python overhead stays small.
     "CasADi VM" runs CasADi's SX virtual machine; "CasADi gcc" is the same Function generated as
     C and compiled with `gcc -O1` (compile time reported as setup; skipped when the generated
-    code is too large, gcc is missing or the compile times out)."""
+    code is too large, gcc is missing, the compile times out or the run's gcc budget is spent).
+    The generated C and the libraries go to a temporary directory, removed by close()."""
     name = "CasADi"
 
-    def __init__(self, gcc=True):
+    def __init__(self, gcc=True, big=False):
         super().__init__()
+        self.big = big
         try:
             import casadi
         except ImportError as e:
@@ -215,6 +280,14 @@ class CasADi(Library):
         self.gcc_note = (None if self.gcc else
                          "skipped: " + ("no gcc on PATH" if gcc else "--no-casadi-gcc"))
         self.tmp = tempfile.mkdtemp(prefix="bench_peers_casadi_")
+        self.gcc_spent = 0.0
+
+    def close(self):
+        shutil.rmtree(getattr(self, "tmp", ""), ignore_errors=True)
+
+    def describe(self):
+        return f"CasADi {self.ca.__version__} (" + (
+            f"gcc variant: {self.gcc} -O1)" if self.gcc else "no gcc variant)")
 
     def _functions(self, case):
         ca = self.ca
@@ -227,9 +300,13 @@ class CasADi(Library):
         fns = {"value": ca.Function(f"val_{tag}", [x], [fx]),
                "gradient": ca.Function(f"grad_{tag}", [x], [g]),
                "hvp": ca.Function(f"hvp_{tag}", [x, v], [ca.jtimes(g, x, v)])}
-        if case.dense:
+        estimate = fns["gradient"].n_instructions() * case.n
+        if case.dense and (self.big or estimate <= CASADI_HESSIAN_MAX):
             fns["hessian"] = ca.Function(f"hes_{tag}", [x],
                                          [ca.densify(ca.hessian(fx, x)[0])])
+        elif case.dense:
+            fns["hessian"] = (f"skipped: SX Hessian ~{estimate:.0e} instructions, minutes to "
+                              "build (--casadi-big)")
         self.setup[(case.key, "SX graph and Functions")] = time.perf_counter() - t0
         return fns
 
@@ -240,19 +317,19 @@ class CasADi(Library):
         size = fn.n_instructions()
         if size > GCC_MAX_INSTRUCTIONS:
             return None, f"skipped: {size:,} SX instructions (gcc limit {GCC_MAX_INSTRUCTIONS:,})"
+        if self.gcc_spent > GCC_BUDGET:
+            return None, f"skipped: this run's {GCC_BUDGET:.0f} s of gcc are spent"
         name = fn.name()
         t0 = time.perf_counter()
         c_file = os.path.join(self.tmp, name + ".c")
         so_file = os.path.join(self.tmp, name + ".so")
         shutil.move(fn.generate(name + ".c"), c_file)  # generate() writes into the cwd
-        try:
-            subprocess.run([self.gcc, "-O1", "-fPIC", "-shared", c_file, "-o", so_file],
-                           check=True, timeout=GCC_TIMEOUT, capture_output=True)
-        except subprocess.TimeoutExpired:
-            return None, f"skipped: gcc -O1 over {GCC_TIMEOUT:.0f} s ({size:,} instructions)"
-        except subprocess.CalledProcessError as e:
-            return None, f"skipped: gcc failed ({e.stderr.decode()[:80]!r})"
-        self.setup[(case.key, f"gcc {op}")] = time.perf_counter() - t0
+        note = compile_shared(self.gcc, c_file, so_file, GCC_TIMEOUT)
+        spent = time.perf_counter() - t0
+        self.gcc_spent += spent
+        if note:
+            return None, f"skipped: {note} ({size:,} instructions)"
+        self.setup[(case.key, f"gcc {op}")] = spent
         return self.ca.external(name, so_file), None
 
     def _op(self, fn, case, op, xs, v):
@@ -281,8 +358,9 @@ class CasADi(Library):
         fns = self._functions(case)
         ops = {}
         for op in OPS:
-            if op not in fns:
-                ops[(op, "CasADi VM")] = ops[(op, "CasADi gcc")] = _skip_hessian(case)
+            if op not in fns or isinstance(fns[op], str):
+                note = fns.get(op) or _skip_hessian(case)
+                ops[(op, "CasADi VM")] = ops[(op, "CasADi gcc")] = note
                 continue
             ops[(op, "CasADi VM")] = self._op(fns[op], case, op, xs, v)
             compiled, note = self._compile(case, op, fns[op])
@@ -290,10 +368,13 @@ class CasADi(Library):
         return ops
 
 
-def libraries(names=None, casadi_gcc=True):
+NAMES = ("jitad", "njit", "jax", "torch", "casadi")  # column order
+
+
+def libraries(names=None, casadi_gcc=True, casadi_big=False):
     """The adapters named in `names` (all by default), in column order."""
     makers = {"jitad": Jitad, "njit": Njit, "jax": JAX, "torch": Torch,
-              "casadi": lambda: CasADi(gcc=casadi_gcc)}
+              "casadi": lambda: CasADi(gcc=casadi_gcc, big=casadi_big)}
     unknown = set(names or ()) - set(makers)
     if unknown:
         raise ValueError(f"unknown libraries {sorted(unknown)}; choose from {sorted(makers)}")

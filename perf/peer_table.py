@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 TARGET = 0.12   # seconds of timed calls per cell
 BATCHES = 5     # batches per cell when calls are fast: median and min-max are over batches
+SLOW = 2.0      # seconds: calls slower than this are timed twice only
 
 
 @dataclass
@@ -57,11 +58,13 @@ def _run(f, calls):
             gc.enable()
 
 
-def measure(f, arglist, target=TARGET, batches=BATCHES):
-    """Stats of f(*a), a cycling over arglist (a list of argument tuples). Warms up once; calls
-    are timed in batches of about target/batches seconds; slow calls get one call per batch and
-    at least 3 batches."""
-    f(*arglist[0])
+def measure(f, arglist, target=TARGET, batches=BATCHES, warm_up=True):
+    """Stats of f(*a), a cycling over arglist (a list of argument tuples). Warms up once (unless
+    warm_up=False: the caller already called it); calls are timed in batches of about
+    target/batches seconds. Slow calls get one call per batch and at least 3 batches (2 when a
+    call takes over SLOW seconds), the calibration call counting as the first."""
+    if warm_up:
+        f(*arglist[0])
     number, t = 1, _run(f, arglist[:1])
     while t < 0.002 and number < 10**7:  # calibrate on a batch of at least ~2 ms
         number *= 10
@@ -69,10 +72,11 @@ def measure(f, arglist, target=TARGET, batches=BATCHES):
     per = t / number
     if per * batches <= target:
         batch, repeats = max(1, int(target / batches / per)), batches
+        calls = [arglist[i % len(arglist)] for i in range(batch)]
+        ts = [_run(f, calls) / batch for _ in range(repeats)]
     else:
-        batch, repeats = 1, max(3, min(batches, int(target / per)))
-    calls = [arglist[i % len(arglist)] for i in range(batch)]
-    ts = [_run(f, calls) / batch for _ in range(repeats)]
+        batch, repeats = 1, (2 if per > SLOW else max(3, min(batches, int(target / per))))
+        ts = [per] + [_run(f, [arglist[i % len(arglist)]]) for i in range(1, repeats)]
     return Stats(statistics.median(ts), min(ts), max(ts), repeats, batch)
 
 
@@ -100,7 +104,9 @@ def fmt_cell(c):
     return f"{fmt_us(c.median)} ({fmt_us(c.lo)}-{fmt_us(c.hi)})"
 
 
-def _best(row, which):
+def best(row, which):
+    """(median seconds, column label) of the fastest column of a kind ('jitad', 'njit',
+    'peer') on a row, or None."""
     got = [(c.median, label) for label, c in row.cells.items()
            if isinstance(c, Stats) and kind(label) == which]
     return min(got) if got else None
@@ -108,7 +114,7 @@ def _best(row, which):
 
 def ratios(row):
     """(jitad / fastest peer, that peer's label, jitad / njit ceiling); None where missing."""
-    j, p, c = _best(row, "jitad"), _best(row, "peer"), _best(row, "njit")
+    j, p, c = best(row, "jitad"), best(row, "peer"), best(row, "njit")
     return (None if j is None or p is None else j[0] / p[0], None if p is None else p[1],
             None if j is None or c is None else j[0] / c[0])
 
