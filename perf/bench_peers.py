@@ -21,6 +21,9 @@ in microseconds; the ratio columns compare jitad with the fastest peer and with 
 all measured in the same run (the machine may be shared: ratios hold better than absolute
 times).
 
+Each library runs in its own fresh process (a `--worker` child of this script), importing the
+jitad of this checkout.
+
 Extra row providers: a module in PROVIDERS that exists and defines `peer_rows(quick) ->
 list[peer_table.Row]` (and optionally SECTION, a title, and `peer_notes() -> list[str]`) gets
 its own section in the output.
@@ -266,16 +269,17 @@ def plot(rows, path):
         ax.grid(True, which="both", alpha=0.3)
     for ax in axes.ravel()[len(families):]:
         ax.axis("off")
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    for ax in axes.ravel()[1:len(families)]:
+    handles, labels = [], []
+    for ax in axes.ravel()[:len(families)]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="lower right" if len(families) % ncol else "upper center",
-               ncol=2, fontsize=9)
+    rows_of_legend = (len(labels) + 4) // 5
+    fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=9,
+               bbox_to_anchor=(0.5, 0.0))
     fig.suptitle("jitad and peers: dense Hessian time against n (median, bars min-max)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.045 * rows_of_legend / nrow + 0.02, 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -353,9 +357,9 @@ def main(argv=None):
                          "peer_libs.CASADI_HESSIAN_MAX instructions (minutes of build time)")
     ap.add_argument("--note", default="", help="a line placed under the report's title")
     ap.add_argument("--in-process", action="store_true",
-                    help="measure every library in this process (debugging only: once torch "
-                         "has run a parallel op, Numba code in the same process ran up to "
-                         "100x slower here)")
+                    help="measure every library in this process (debugging only: their "
+                         "thread pools - torch's OpenMP, XLA's, Numba's - then share one "
+                         "process)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)       # internal: one library's rows
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
