@@ -431,7 +431,7 @@ def main(argv=None):
         for op in peer_libs.OPS:
             out += [f"## {OP_TITLES[op]}", "",
                     peer_table.render([r for r in rows if r.op == op], headings=False), ""]
-        out += ["## One-time setup in this process", "",
+        out += ["## One-time setup (in each library's process)", "",
                 "Recording (jitad), tracing and XLA compile (JAX: the first call of each jitted "
                 "function), building the SX graph and Functions (CasADi), generating and "
                 "compiling C (CasADi gcc). Not part of the per-call times above.", "",
