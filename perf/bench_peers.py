@@ -24,9 +24,10 @@ times).
 Each library runs in its own fresh process (a `--worker` child of this script), importing the
 jitad of this checkout.
 
-Extra row providers: a module in PROVIDERS that exists and defines `peer_rows(quick) ->
-list[peer_table.Row]` (and optionally SECTION, a title, and `peer_notes() -> list[str]`) gets
-its own section in the output.
+Extra row providers: each (module, function) in PROVIDERS whose module exists gets its own
+section: function(quick) returns a list of peer_table.Row (rendered with the same tables and
+ratios) or a markdown string; the module may define SECTION (a title) and `peer_notes() ->
+list[str]`.
 """
 import argparse
 import datetime
@@ -52,7 +53,8 @@ from peer_problems import all_cases, quick_cases  # noqa: E402
 from peer_table import Row, Stats, fmt_us, md_table  # noqa: E402
 
 # Modules that add sections of rows (see the docstring); missing ones are skipped with a note.
-PROVIDERS = ("bench_sparse", "bench_nested")
+# (module in perf/, function(quick: bool) -> list[peer_table.Row] or a markdown string)
+PROVIDERS = (("bench_sparse", "peer_rows"), ("bench_nested", "peer_rows"))
 
 OP_TITLES = {"value": "value", "gradient": "gradient", "hvp": "Hessian-vector product",
              "hessian": "dense Hessian"}
@@ -211,7 +213,7 @@ def run_providers(patterns, quick):
     """[(title, markdown)] from the PROVIDERS that exist; notes for the ones that do not."""
     import importlib
     out = []
-    for name in PROVIDERS:
+    for name, func in PROVIDERS:
         if patterns and not any(p in name for p in patterns):
             continue
         try:
@@ -221,13 +223,14 @@ def run_providers(patterns, quick):
                 raise
             out.append((name, f"perf/{name}.py is not present in this checkout: no rows."))
             continue
-        if not hasattr(mod, "peer_rows"):
-            out.append((name, f"perf/{name}.py defines no peer_rows(quick): no rows."))
+        if not hasattr(mod, func):
+            out.append((name, f"perf/{name}.py defines no {func}(quick): no rows."))
             continue
-        log(f"provider {name}")
-        rows = mod.peer_rows(quick=quick)
+        log(f"provider {name}.{func}")
+        got = getattr(mod, func)(quick=quick)
+        # a list of peer_table.Row gets the tables and ratios; a string is markdown as it is
+        text = got if isinstance(got, str) else peer_table.render(list(got))
         notes = list(mod.peer_notes()) if hasattr(mod, "peer_notes") else []
-        text = peer_table.render(rows)
         if notes:
             text += "\n\n" + "\n".join(f"- {n}" for n in notes)
         out.append((getattr(mod, "SECTION", name), text))
