@@ -169,6 +169,15 @@ def table(res):
     return "\n".join(lines)
 
 
+SECTION = ("Derivatives of derivatives (issue 7): gradient-norm penalty and third-derivative "
+           "tensor against JAX")
+
+
+def peer_rows(quick=False):
+    """The section of perf/bench_peers.py (its PROVIDERS contract): a markdown table."""
+    return table(rows(quick))
+
+
 def main():
     quick = "--quick" in sys.argv
     if JAX_NOTE:

@@ -193,6 +193,14 @@ def sparse_rows(quick=False):
     return [_rows_for(*p) for p in problems(quick)]
 
 
+SECTION = "Sparse Hessians (issue 5): jitad against CasADi's sparse Hessian and JAX's dense one"
+
+
+def peer_rows(quick=False):
+    """The section of perf/bench_peers.py (its PROVIDERS contract): a markdown table."""
+    return markdown(sparse_rows(quick))
+
+
 def _fmt(v, digits=3):
     if v is None:
         return "-"
