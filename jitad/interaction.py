@@ -41,6 +41,10 @@ class InteractionPlan:
         square = 0.5 * lengths * (lengths + 1) * (diag != 0)
         self.blas_cost = float(square[in_group].sum())
         self.scatter_cost = float(cost + square[~in_group].sum())
+        # the outer products left to `accumulate` (what a parallel region would share): the
+        # rows outside dense groups, bounded by all multiply-adds but the groups' and the rows'
+        self.accumulate_cost = float(square[~in_group].sum()) + max(
+            0.0, cost - float(lengths[tape.n_inputs:].sum()))
         self.use = self._cheaper_than_hvps(tape)
         self.one_call = not self.groups and self.scatter_cost < _SERIAL_WORK
         self._args = (tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.ta,
@@ -124,18 +128,14 @@ class InteractionPlan:
                               self._wo, workspace.buffer("ih_ipacked", (2 * self._n_terms,),
                                                          np.int32), H)
             return H if ok else None
+        tape._point(x)  # values and partials at x, by the run-aware forward sweep, cached
         ws = workspace.local()
         work = ws.views.get((self._uid, "interaction")) or self._work(tape)
-        key = ws.point_key
-        xbytes = x.tobytes()
-        at_point = key is not None and key[0] == self._uid and key[1] == xbytes
-        args = self._args + (x, w, at_point) + work[:4] + (
+        args = self._args + (x, w, True) + work[:4] + (
             self.kind, self.base, self.rptr, self.ridx, self.term_ops) + work[4:]
         H = np.zeros((n, n))
         threads = numba.get_num_threads()
         n_cross = ik.prepare(*args)
-        if not at_point:
-            ws.point_key = (self._uid, xbytes)
         if n_cross < 0:
             return None
         rval, rc, xa, xb, xc = work[5], work[7], work[8], work[9], work[10]
@@ -148,7 +148,7 @@ class InteractionPlan:
                 S += Bp[:n_p].T @ Bp[:n_p]
             if n_n:
                 S -= Bn[:n_n].T @ Bn[:n_n]
-        if threads == 1 or self.scatter_cost < _SERIAL_WORK:
+        if threads == 1 or self.accumulate_cost < _SERIAL_WORK:
             ik.accumulate(self.rptr, self.ridx, rval, rc, xa, xb, xc, n_cross, H, 0, 1)
         else:
             parallel(ik.accumulate_parallel, self.rptr, self.ridx, rval, rc, xa, xb, xc,

@@ -336,7 +336,7 @@ class Tape:
         plan = self.__dict__.get("_iplan") or self._interaction_plan()
         if plan.use:
             w = _ONE if w is None and self.n_outputs == 1 else self._weights(w)
-            if self._guarded:
+            if self._guarded and plan.one_call:
                 self._point(x)  # checks the guards (raises BranchChangedError)
             H = plan.hessian(self, x, w)
             if H is not None:
