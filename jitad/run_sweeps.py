@@ -23,29 +23,7 @@ _jit = njit(cache=True, error_model="numpy", nogil=True)
 _ops_forward = sweeps.forward_ops  # the per-op stretches between runs
 
 
-@njit(cache=True, error_model="numpy", nogil=True, inline="always")
-def _store_binary(mode, nt, e0, t0, d1, d2, da, db, daa, dab, dbb):
-    """The partials of one binary op into d1/d2, in the layout of its term pattern."""
-    if mode == oc.VV:
-        d1[e0] = da
-        d1[e0 + 1] = db
-        if nt == 3:
-            d2[t0] = daa
-            d2[t0 + 1] = dab
-            d2[t0 + 2] = dbb
-        elif nt == 2:  # divide: (0,1), (1,1)
-            d2[t0] = dab
-            d2[t0 + 1] = dbb
-        elif nt == 1:  # multiply: (0,1)
-            d2[t0] = dab
-    elif mode == oc.VC:
-        d1[e0] = da
-        if nt == 1:
-            d2[t0] = daa
-    else:
-        d1[e0] = db
-        if nt == 1:
-            d2[t0] = dbb
+_store_binary = sweeps.store_binary
 
 
 # The rules inlined into the run loops (numba IR inlining of the same functions: the calculus

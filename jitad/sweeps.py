@@ -17,6 +17,32 @@ _jit = njit(cache=True, error_model="numpy", nogil=True)
 _pjit = njit(cache=True, error_model="numpy", nogil=True, parallel=True)
 
 
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def store_binary(mode, nt, e0, t0, d1, d2, da, db, daa, dab, dbb):
+    """The partials of one binary op into d1/d2, in the layout of its term pattern (nt terms
+    from t0; `opcodes.TERM_PATTERN`)."""
+    if mode == oc.VV:
+        d1[e0] = da
+        d1[e0 + 1] = db
+        if nt == 3:
+            d2[t0] = daa
+            d2[t0 + 1] = dab
+            d2[t0 + 2] = dbb
+        elif nt == 2:  # divide: (0,1), (1,1)
+            d2[t0] = dab
+            d2[t0 + 1] = dbb
+        elif nt == 1:  # multiply: (0,1)
+            d2[t0] = dab
+    elif mode == oc.VC:
+        d1[e0] = da
+        if nt == 1:
+            d2[t0] = daa
+    else:
+        d1[e0] = db
+        if nt == 1:
+            d2[t0] = dbb
+
+
 @_jit
 def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, val, d1, d2):
     """Values of all slots into val (n_slots,); with `partials`, also the first partial of every
@@ -53,28 +79,8 @@ def forward_ops(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2,
             v, da, db, daa, dab, dbb = binary_rule(c, a, b, partials and mode != oc.CV,
                                                   partials and mode != oc.VC)
             if partials:
-                t0 = tptr[i]
-                nt = tptr[i + 1] - t0
-                if mode == oc.VV:
-                    d1[e0] = da
-                    d1[e0 + 1] = db
-                    if nt == 3:
-                        d2[t0] = daa
-                        d2[t0 + 1] = dab
-                        d2[t0 + 2] = dbb
-                    elif nt == 2:  # divide: (0,1), (1,1)
-                        d2[t0] = dab
-                        d2[t0 + 1] = dbb
-                    elif nt == 1:  # multiply: (0,1)
-                        d2[t0] = dab
-                elif mode == oc.VC:
-                    d1[e0] = da
-                    if nt == 1:
-                        d2[t0] = daa
-                else:
-                    d1[e0] = db
-                    if nt == 1:
-                        d2[t0] = dbb
+                store_binary(mode, tptr[i + 1] - tptr[i], e0, tptr[i], d1, d2, da, db, daa, dab,
+                             dbb)
         elif c >= oc.UNARY_BASE:
             v, d, dd = unary_rule(c, val[arg[e0]], partials)
             if partials:
