@@ -5,6 +5,7 @@ import numba
 import numpy as np
 
 import jitad
+from jitad.threads import threading_layer
 
 
 def rosenbrock(x):
@@ -16,7 +17,7 @@ def main():
     x = np.linspace(-1.0, 1.0, 6)
     tape = jitad.record(rosenbrock, x)  # compiles (or loads) the sweeps on first use
     tape.hessian(x)
-    print(f"numba threading layer: {numba.threading_layer()}, threads: {numba.get_num_threads()}")
+    print(f"numba threading layer: {threading_layer()}, threads: {numba.get_num_threads()}")
     print()
     print("f(x) = sum(100*(x[1:] - x[:-1]**2)**2 + (1 - x[:-1])**2)   (chained Rosenbrock)")
     print(f"x = {x}")

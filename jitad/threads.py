@@ -34,3 +34,16 @@ def set_num_threads(k):
 def get_num_threads():
     """The thread count jitad's parallel sweeps use in the calling thread."""
     return numba.get_num_threads()
+
+
+def threading_layer():
+    """Numba's threading layer ('omp', 'tbb' or 'workqueue'), starting its thread pool with a
+    tiny parallel kernel if no parallel sweep has run yet in this process."""
+    try:
+        return numba.threading_layer()
+    except ValueError:  # not initialised until a parallel kernel runs
+        import numpy as np
+
+        from .sweeps import symmetrize
+        parallel(symmetrize, np.zeros((1, 1)), 1)
+        return numba.threading_layer()
