@@ -123,10 +123,12 @@ class InteractionPlan:
         n = tape.n_inputs
         if self.one_call:  # one dispatch with few arguments: what small problems pay for
             H = np.zeros((n, n))
-            ok = ik.hessian_packed(self._ints, self._io, self._floats, self._fo, n, x, w,
-                              workspace.buffer("ih_packed", (self._wo[-1],)),
-                              self._wo, workspace.buffer("ih_ipacked", (2 * self._n_terms,),
-                                                         np.int32), H)
+            key = (self._uid, "packed")
+            work, iwork = workspace.local().views.get(key) or workspace.cached(key, lambda: (
+                workspace.buffer("ih_packed", (self._wo[-1],)),
+                workspace.buffer("ih_ipacked", (2 * self._n_terms,), np.int32)))
+            ok = ik.hessian_packed(self._ints, self._io, self._floats, self._fo, n, x, w, work,
+                                   self._wo, iwork, H)
             return H if ok else None
         tape._point(x)  # values and partials at x, by the run-aware forward sweep, cached
         ws = workspace.local()
