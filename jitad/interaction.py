@@ -54,7 +54,7 @@ class InteractionPlan:
 
     def _pack(self, tape):
         """Flat copies of the tape and plan arrays for `interaction_sweeps.hessian_packed`."""
-        ints = [tape.code, tape.eptr, tape.arg, tape.tptr, tape.ta, tape.tb, tape.out,
+        ints = [tape.eptr, tape.arg, tape.tptr, tape.ta, tape.tb, tape.out,
                 self.kind, self.base, self.rptr, self.ridx, self.term_ops]
         self._io = np.cumsum([0] + [a.shape[0] for a in ints]).astype(np.int64)
         self._ints = np.concatenate(ints).astype(np.int32)
@@ -127,8 +127,8 @@ class InteractionPlan:
             work, iwork = workspace.local().views.get(key) or workspace.cached(key, lambda: (
                 workspace.buffer("ih_packed", (self._wo[-1],)),
                 workspace.buffer("ih_ipacked", (2 * self._n_terms,), np.int32)))
-            ok = ik.hessian_packed(self._ints, self._io, self._floats, self._fo, n, x, w, work,
-                                   self._wo, iwork, H)
+            ok = ik.hessian_packed(tape.code, self._ints, self._io, self._floats, self._fo, n, x,
+                                   w, work, self._wo, iwork, H)
             return H if ok else None
         tape._point(x)  # values and partials at x, by the run-aware forward sweep, cached
         ws = workspace.local()

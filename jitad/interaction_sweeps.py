@@ -359,23 +359,24 @@ def hessian_serial(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, 
 
 
 @_jit
-def hessian_packed(ints, io, floats, fo, n_in, x, w, work, wo, iwork, H):
+def hessian_packed(code, ints, io, floats, fo, n_in, x, w, work, wo, iwork, H):
     """`hessian_serial` with the tape, plan and work arrays packed into a few flat arrays
-    (ints: code, eptr, arg, tptr, ta, tb, out, kind, base, rptr, ridx, term_ops split at io;
+    (code stays the tape's uint8 array, so the forward sweep compiled for it is reused instead
+    of compiled again for int32 codes; ints: eptr, arg, tptr, ta, tb, out, kind, base, rptr,
+    ridx, term_ops split at io;
     floats: param, coef at fo; work: val, d1, d2, adj, scale, rval, acc, rc, xc at wo; iwork:
     xa, xb): Numba's dispatch costs about as much per argument as a small Hessian's sweeps."""
-    code = ints[io[0]:io[1]]
-    eptr = ints[io[1]:io[2]]
-    arg = ints[io[2]:io[3]]
-    tptr = ints[io[3]:io[4]]
-    ta = ints[io[4]:io[5]]
-    tb = ints[io[5]:io[6]]
-    out = ints[io[6]:io[7]]
-    kind = ints[io[7]:io[8]]
-    base = ints[io[8]:io[9]]
-    rptr = ints[io[9]:io[10]]
-    ridx = ints[io[10]:io[11]]
-    term_ops = ints[io[11]:io[12]]
+    eptr = ints[io[0]:io[1]]
+    arg = ints[io[1]:io[2]]
+    tptr = ints[io[2]:io[3]]
+    ta = ints[io[3]:io[4]]
+    tb = ints[io[4]:io[5]]
+    out = ints[io[5]:io[6]]
+    kind = ints[io[6]:io[7]]
+    base = ints[io[7]:io[8]]
+    rptr = ints[io[8]:io[9]]
+    ridx = ints[io[9]:io[10]]
+    term_ops = ints[io[10]:io[11]]
     param = floats[fo[0]:fo[1]]
     coef = floats[fo[1]:fo[2]]
     val = work[wo[0]:wo[1]]
