@@ -114,17 +114,22 @@ def star_coloring(indptr, indices, order):
 
 
 @_jit
-def _find(indices, lo, hi, j):
-    """Position of j in the sorted indices[lo:hi] (-1 when absent)."""
+def position(indices, lo, hi, j):
+    """Where j is or would go in the sorted indices[lo:hi] (binary search)."""
     while lo < hi:
         mid = (lo + hi) // 2
         if indices[mid] < j:
             lo = mid + 1
         else:
             hi = mid
-    if lo < indices.shape[0] and indices[lo] == j:
-        return lo
-    return -1
+    return lo
+
+
+@_jit
+def _find(indices, lo, hi, j):
+    """Position of j in the sorted indices[lo:hi] (-1 when absent)."""
+    p = position(indices, lo, hi, j)
+    return p if p < hi and indices[p] == j else -1
 
 
 @_jit

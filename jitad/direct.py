@@ -13,20 +13,10 @@ against a budget before building them (a dense prefix chain would make them quad
 import numpy as np
 from numba import njit
 
+from .coloring import position as _position
 from .sparsity import _sets_sweep, live_ops
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
-
-
-@_jit
-def _position(indices, lo, hi, j):
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if indices[mid] < j:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 @_jit
