@@ -28,7 +28,7 @@ class InteractionPlan:
         max_nnz = _NNZ_PER_EDGE * (n_edges + tape.n_slots)
         (self.ok, self.kind, self.base, self.rptr, self.ridx, self.term_ops, cost,
          diag) = ik.plan(tape.eptr, tape.arg, tape.tptr, tape.ta, tape.tb, tape.n_inputs,
-                              tape.out, max_nnz)
+                         tape.out, max_nnz)
         self.n_rows = self.rptr.shape[0] - 1
         self._uid = tape._uid
         self.groups = self._dense_groups(tape, diag) if self.ok else []
@@ -49,7 +49,7 @@ class InteractionPlan:
         self.one_call = not self.groups and self.scatter_cost < _SERIAL_WORK
         self._args = (tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.ta,
                       tape.tb, tape.n_inputs, tape.out)
-        if self.one_call:
+        if self.one_call and self.use:
             self._pack(tape)
 
     def _pack(self, tape):
@@ -81,7 +81,7 @@ class InteractionPlan:
         if rows.size < _GROUP_MIN_ROWS:
             return []
         keys = first[rows].astype(np.int64) * (tape.n_inputs + 1) + lengths[rows]
-        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
         groups = []
         for g in np.flatnonzero(counts >= _GROUP_MIN_ROWS):
             members = rows[inverse == g].astype(np.int32)
@@ -105,13 +105,14 @@ class InteractionPlan:
         nnz = self.ridx.shape[0]
 
         def make():
-            return tape._arrays() + (workspace.buffer("ih_scale", (tape.n_slots,)),
-                    workspace.buffer("ih_rval", (nnz,)),
-                    workspace.buffer("ih_acc", (tape.n_inputs,), zero=True),
-                    workspace.buffer("ih_rc", (self.n_rows,)),
-                    workspace.buffer("ih_xa", (n_terms,), np.int32),
-                    workspace.buffer("ih_xb", (n_terms,), np.int32),
-                    workspace.buffer("ih_xc", (n_terms,)))
+            return tape._arrays() + (
+                workspace.buffer("ih_scale", (tape.n_slots,)),
+                workspace.buffer("ih_rval", (nnz,)),
+                workspace.buffer("ih_acc", (tape.n_inputs,), zero=True),
+                workspace.buffer("ih_rc", (self.n_rows,)),
+                workspace.buffer("ih_xa", (n_terms,), np.int32),
+                workspace.buffer("ih_xb", (n_terms,), np.int32),
+                workspace.buffer("ih_xc", (n_terms,)))
         return workspace.cached((self._uid, "interaction"), make)
 
     def hessian(self, tape, x, w):

@@ -5,7 +5,6 @@ outputs likewise into y of length n_outputs. Every array is validated here befor
 a compiled sweep, since those do no bounds checks.
 """
 import itertools
-import threading
 
 import numba
 import numpy as np

@@ -307,8 +307,8 @@ def test_guarded_tape_round_trips(tmp_path):
     assert tape.n_guards == 1
     path = tmp_path / "guarded.npz"
     tape.save(path)
-    for copy in (jitad.load_tape(path), pickle.loads(pickle.dumps(tape))):
-        assert copy.n_guards == 1 and copy.guard_sources == tape.guard_sources
-        np.testing.assert_array_equal(copy.gradient(x), 2 * x)
+    for loaded in (jitad.load_tape(path), pickle.loads(pickle.dumps(tape))):
+        assert loaded.n_guards == 1 and loaded.guard_sources == tape.guard_sources
+        np.testing.assert_array_equal(loaded.gradient(x), 2 * x)
         with pytest.raises(jitad.BranchChangedError, match="test_tape_io.py"):
-            copy.gradient(-x)
+            loaded.gradient(-x)
