@@ -137,7 +137,6 @@ class InteractionPlan:
         args = self._args + (x, w, True) + work[:4] + (
             self.kind, self.base, self.rptr, self.ridx, self.term_ops) + work[4:]
         H = np.zeros((n, n))
-        threads = numba.get_num_threads()
         n_cross = ik.prepare(*args)
         if n_cross < 0:
             return None
@@ -151,7 +150,8 @@ class InteractionPlan:
                 S += Bp[:n_p].T @ Bp[:n_p]
             if n_n:
                 S -= Bn[:n_n].T @ Bn[:n_n]
-        if threads == 1 or self.accumulate_cost < _SERIAL_WORK:
+        threads = 1 if self.accumulate_cost < _SERIAL_WORK else numba.get_num_threads()
+        if threads == 1:
             ik.accumulate(self.rptr, self.ridx, rval, rc, xa, xb, xc, n_cross, H, 0, 1)
         else:
             parallel(ik.accumulate_parallel, self.rptr, self.ridx, rval, rc, xa, xb, xc,

@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import sweeps
+from .sparsity import grow
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 _pjit = njit(cache=True, error_model="numpy", nogil=True, parallel=True)
@@ -109,10 +110,7 @@ def plan(eptr, arg, tptr, ta, tb, n_in, out, max_nnz):
             r = base[arg[e]]
             if r >= 0:
                 worst += rptr[r + 1] - rptr[r]
-        if worst > ridx.shape[0]:
-            grown = np.empty(max(2 * ridx.shape[0], worst), np.int32)
-            grown[:nnz] = ridx[:nnz]
-            ridx = grown
+        ridx = grow(ridx, nnz, worst - nnz)
         for e in range(eptr[i], eptr[i + 1]):
             r = base[arg[e]]
             if r < 0:

@@ -117,35 +117,6 @@ def slot_values(rec):
     return val[:rec.n_slots]
 
 
-# --------------------------------------------------------------------------- raw appends
-def append_csr(rec, code, param, counts, arg, coef):
-    """Append ops of mixed codes (LIN/DOT) with variable fan-in: counts[i] edges each, edges
-    concatenated in arg/coef. DOT ops pair consecutive edges. Returns the new slots."""
-    rec.flush()
-    K = code.shape[0]
-    base = rec.n_slots
-    if K == 0:
-        return np.empty(0, np.int64)
-    e0 = rec.arg.n
-    rec.code.extend(code.astype(np.uint8))
-    rec.param.extend(param)
-    rec.eptr.extend(e0 + np.cumsum(counts))
-    rec.arg.extend(arg)
-    rec.coef.extend(coef)
-    n_terms = np.where(code == oc.DOT, counts // 2, 0)
-    t_base = rec.tptr.a[rec.tptr.n - 1]
-    rec.tptr.extend(t_base + np.cumsum(n_terms))
-    total = int(n_terms.sum())
-    if total:
-        op = np.repeat(np.arange(K), n_terms)
-        local = np.arange(total) - np.repeat(np.cumsum(n_terms) - n_terms, n_terms)
-        starts = e0 + np.cumsum(counts) - counts
-        ta = starts[op] + 2 * local
-        rec.ta.extend(ta)
-        rec.tb.extend(ta + 1)
-    return base + np.arange(K, dtype=np.int64)
-
-
 # --------------------------------------------------------------------------- partials
 def _ref(r, K):
     """(slots, consts) of a partials result for K ops: a traced value or a constant."""
@@ -351,7 +322,7 @@ def propagate(rec, lo, src, seed_s, seed_c, dst, reverse):
     two = all_w == 2
     out_arg[start[two] + 1] = arg2[two]
     out_coef[start] = coefs
-    append_csr(rec, np.where(is_dot_op, oc.DOT, oc.LIN), param, counts, out_arg, out_coef)
+    rec.append_mixed(np.where(is_dot_op, oc.DOT, oc.LIN), param, counts, out_arg, out_coef)
     # derivatives of dst: op slots, constant seeds, or zero
     q = dst.shape[0]
     r_s = np.full((q, k), -1, np.int64)

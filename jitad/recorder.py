@@ -163,31 +163,48 @@ class Recorder:
     def flush(self):
         """Move pending scalar ops into the arrays."""
         codes, params, nes, args, coefs = self._pending
-        K = len(codes)
-        if K == 0:
+        if not codes:
             return
         self._pending = ([], [], [], [], [])
-        codes = np.array(codes, dtype=np.uint8)
-        nes = np.array(nes, dtype=np.int64)
-        e_base = self.arg.n
-        e_end = e_base + np.cumsum(nes)
-        e_start = e_end - nes
+        self._extend(np.array(codes, dtype=np.uint8), np.array(params, dtype=np.float64),
+                     np.array(nes, dtype=np.int64), np.array(args, dtype=np.int64),
+                     np.array(coefs, dtype=np.float64))
+
+    def append_mixed(self, codes, params, counts, args, coefs):
+        """Append ops of mixed codes with variable fan-in: op i has counts[i] edges, the edges
+        of all ops concatenated in args/coefs; second-order terms follow each code's pattern
+        (DOT: the pairs (2k, 2k+1)). Returns the new slots (K,)."""
+        self.flush()
+        base = self.n_slots
+        self._extend(np.asarray(codes, dtype=np.uint8), np.asarray(params, dtype=np.float64),
+                     np.asarray(counts, dtype=np.int64), np.asarray(args, dtype=np.int64),
+                     np.asarray(coefs, dtype=np.float64))
+        return base + np.arange(len(codes), dtype=np.int64)
+
+    def _extend(self, codes, params, counts, args, coefs):
+        """The arrays' part of `flush` and `append_mixed` (nothing pending)."""
+        K = codes.shape[0]
+        e_end = self.arg.n + np.cumsum(counts)
+        e_start = e_end - counts
         self.code.extend(codes)
-        self.param.extend(np.array(params, dtype=np.float64))
+        self.param.extend(params)
         self.eptr.extend(e_end)
-        self.arg.extend(np.array(args, dtype=np.int64))
-        self.coef.extend(np.array(coefs, dtype=np.float64))
-        counts = _TERM_COUNT[codes]
+        self.arg.extend(args)
+        self.coef.extend(coefs)
+        is_dot = codes == oc.DOT
+        terms = np.where(is_dot, counts // 2, _TERM_COUNT[codes])
         t_base = self.tptr.a[self.tptr.n - 1]
-        self.tptr.extend(t_base + np.cumsum(counts))
-        total = int(counts.sum())
+        self.tptr.extend(t_base + np.cumsum(terms))
+        total = int(terms.sum())
         if total:
-            op = np.repeat(np.arange(K), counts)
-            local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            pairs = _TERM_LOCAL[codes[op], local]
+            op = np.repeat(np.arange(K), terms)
+            local = np.arange(total) - np.repeat(np.cumsum(terms) - terms, terms)
+            pairs = _TERM_LOCAL[codes[op], np.minimum(local, 2)]  # DOT rows are overwritten
+            dot = is_dot[op]
+            pairs[dot, 0] = 2 * local[dot]
+            pairs[dot, 1] = 2 * local[dot] + 1
             self.ta.extend(e_start[op] + pairs[:, 0])
             self.tb.extend(e_start[op] + pairs[:, 1])
-
 
 _LOCAL_TERMS = {}
 

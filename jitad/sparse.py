@@ -303,18 +303,12 @@ class JacobianPlan:
 
 def hessian_plan(tape):
     """The tape's HessianPlan (built on first use, then cached on the tape)."""
-    plan = tape.__dict__.get("_hess_plan")
-    if plan is None:
-        plan = tape._hess_plan = HessianPlan(tape)
-    return plan
+    return tape._derived("_hess_plan", HessianPlan)
 
 
 def jacobian_plan(tape):
     """The tape's JacobianPlan (built on first use, then cached on the tape)."""
-    plan = tape.__dict__.get("_jac_plan")
-    if plan is None:
-        plan = tape._jac_plan = JacobianPlan(tape)
-    return plan
+    return tape._derived("_jac_plan", JacobianPlan)
 
 
 def auto_hessian(tape, x, w):

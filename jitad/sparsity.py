@@ -23,7 +23,7 @@ _jit = njit(cache=True, error_model="numpy", nogil=True)
 
 
 @_jit
-def _grow(a, used, need):
+def grow(a, used, need):
     """a with room for `need` more items after the first `used` (doubling)."""
     if used + need <= a.shape[0]:
         return a
@@ -112,16 +112,16 @@ def _sets_sweep(code, eptr, arg, tptr, ta, tb, n_in, live, keep, terms):
                 for side in range(2):
                     u = a if side == 0 else b
                     if pid[u] < 0:
-                        pool_start = _grow(pool_start, n_pool, 1)
-                        pool_size = _grow(pool_size, n_pool, 1)
-                        pool = _grow(pool, pool_used, size[u])
+                        pool_start = grow(pool_start, n_pool, 1)
+                        pool_size = grow(pool_size, n_pool, 1)
+                        pool = grow(pool, pool_used, size[u])
                         pool_start[n_pool] = pool_used
                         pool_size[n_pool] = size[u]
                         pool[pool_used:pool_used + size[u]] = arena[start[u]:start[u] + size[u]]
                         pool_used += size[u]
                         pid[u] = n_pool
                         n_pool += 1
-                tpair = _grow(tpair, n_tpair, 2)
+                tpair = grow(tpair, n_tpair, 2)
                 tpair[n_tpair] = pid[a]
                 tpair[n_tpair + 1] = pid[b]
                 n_tpair += 2
@@ -228,13 +228,16 @@ def hessian_pattern(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, budget):
     indices = np.empty(1024, np.int32)
     used = 0
     for r in range(n_in):
+        worst = 0  # room for the row made once, not per entry (cheaper inner loop)
+        for c in range(cnt[r], cnt[r + 1]):
+            worst += psize[partner[c]]
+        indices = grow(indices, used, worst)
         for c in range(cnt[r], cnt[r + 1]):
             j = partner[c]
             for u in range(pstart[j], pstart[j] + psize[j]):
                 v = pool[u]
                 if stamp[v] != r:
                     stamp[v] = r
-                    indices = _grow(indices, used, 1)
                     indices[used] = v
                     used += 1
         indices[indptr[r]:used].sort()

@@ -358,26 +358,29 @@ class Tape:
             parallel(sweeps.symmetrize, H, 64)  # in place: no 8n^2-byte temporary to fault in
         return H
 
+    def _derived(self, name, make):
+        """make(self), built on first use and kept as attribute `name`: structures derived from
+        the (immutable) tape arrays. Threads racing on the first use may both build it; one
+        result is kept, both are equal."""
+        v = self.__dict__.get(name)
+        if v is None:
+            v = self.__dict__[name] = make(self)
+        return v
+
     def _interaction_plan(self):
-        """Row patterns for the interaction Hessian (`interaction.py`), built on first use."""
-        plan = self.__dict__.get("_iplan")
-        if plan is None:
-            plan = self._iplan = InteractionPlan(self)
-        return plan
+        """Row patterns for the interaction Hessian (`interaction.py`)."""
+        return self._derived("_iplan", InteractionPlan)
 
     def _transposed(self):
-        """The tape read backwards, for the pulling second-order sweep (`sweeps.hvp`), built on
-        first use and kept (8 bytes per edge, 12 per term side):
+        """The tape read backwards, for the pulling second-order sweep (`sweeps.hvp`), 8 bytes
+        per edge, 12 per term side:
 
         cptr/cedge: the edges that consume each slot (CSR over slots); eop: the op of each edge;
         rptr/rterm/rpartner/rop: per slot s, the second-order terms with an edge on s, the other
         edge of each (the term itself for a diagonal term) and its op.
         """
-        tr = self.__dict__.get("_tr")
-        if tr is None:
-            tr = self._tr = sweeps.transpose(self.eptr, self.arg, self.tptr, self.ta, self.tb,
-                                             self.n_slots)
-        return tr
+        return self._derived("_tr", lambda t: sweeps.transpose(t.eptr, t.arg, t.tptr, t.ta, t.tb,
+                                                               t.n_slots))
 
     def input_influence(self):
         """Boolean (n,): which inputs any output depends on (from the tape's structure)."""

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jitad  # noqa: E402
 import timing  # noqa: E402
 from problems import (lennard_jones_problem, logistic_problem,  # noqa: E402
-                      rosenbrock_problem)
+                      rosenbrock_loop, rosenbrock_problem)
 
 TARGET = 0.12   # seconds of timed calls per cell
 BATCHES = 5     # batches per cell when calls are fast; the median batch is reported
@@ -102,18 +102,9 @@ def rosen_np_case(n):
     return Case("rosenbrock numpy", p, tf, jf)
 
 
-def _rosen_loop(x):
-    s = 0.0
-    for i in range(x.shape[0] - 1):
-        a = x[i + 1] - x[i] * x[i]
-        b = 1.0 - x[i]
-        s = s + 100.0 * a * a + b * b
-    return s
-
-
 def rosen_loop_case(n):
     p = rosenbrock_problem(n, loop=True)
-    return Case("rosenbrock scalar loop", p, _rosen_loop, _rosen_loop)
+    return Case("rosenbrock scalar loop", p, rosenbrock_loop, rosenbrock_loop)
 
 
 def logistic_case(d):

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import ceilings
-from problems import Problem, lennard_jones_problem, logistic_problem, rosenbrock_problem
+from problems import (Problem, lennard_jones_problem, logistic_problem, rosenbrock_loop,
+                      rosenbrock_problem)
 
 
 @dataclass
@@ -46,12 +47,7 @@ def _rosen_array(x, lib):
 
 
 def _rosen_loop(x, lib=None):
-    s = 0.0
-    for i in range(x.shape[0] - 1):
-        a = x[i + 1] - x[i] * x[i]
-        b = 1.0 - x[i]
-        s = s + 100.0 * a * a + b * b
-    return s
+    return rosenbrock_loop(x)
 
 
 def rosenbrock_case(n, loop=False):

@@ -11,10 +11,10 @@ ceiling, every other column is a peer.
     row.cells["jitad"] = measure(f, [(x0,), (x1,)])
     row.cells["CasADi VM"] = "skipped: no CasADi"      # a string is a note shown in the cell
 """
-import gc
 import statistics
-import time
 from dataclasses import dataclass, field
+
+from timing import run_calls
 
 TARGET = 0.12   # seconds of timed calls per cell
 BATCHES = 5     # batches per cell when calls are fast: median and min-max are over batches
@@ -45,19 +45,6 @@ class Row:
         self.family = self.family or self.problem
 
 
-def _run(f, calls):
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        t0 = time.perf_counter()
-        for a in calls:
-            f(*a)
-        return time.perf_counter() - t0
-    finally:
-        if gc_was:
-            gc.enable()
-
-
 def measure(f, arglist, target=TARGET, batches=BATCHES, warm_up=True):
     """Stats of f(*a), a cycling over arglist (a list of argument tuples). Warms up once (unless
     warm_up=False: the caller already called it); calls are timed in batches of about
@@ -65,18 +52,18 @@ def measure(f, arglist, target=TARGET, batches=BATCHES, warm_up=True):
     call takes over SLOW seconds), the calibration call counting as the first."""
     if warm_up:
         f(*arglist[0])
-    number, t = 1, _run(f, arglist[:1])
+    number, t = 1, run_calls(f, arglist[:1])
     while t < 0.002 and number < 10**7:  # calibrate on a batch of at least ~2 ms
         number *= 10
-        t = _run(f, [arglist[i % len(arglist)] for i in range(number)])
+        t = run_calls(f, [arglist[i % len(arglist)] for i in range(number)])
     per = t / number
     if per * batches <= target:
         batch, repeats = max(1, int(target / batches / per)), batches
         calls = [arglist[i % len(arglist)] for i in range(batch)]
-        ts = [_run(f, calls) / batch for _ in range(repeats)]
+        ts = [run_calls(f, calls) / batch for _ in range(repeats)]
     else:
         batch, repeats = 1, (2 if per > SLOW else max(3, min(batches, int(target / per))))
-        ts = [per] + [_run(f, [arglist[i % len(arglist)]]) for i in range(1, repeats)]
+        ts = [per] + [run_calls(f, [arglist[i % len(arglist)]]) for i in range(1, repeats)]
     return Stats(statistics.median(ts), min(ts), max(ts), repeats, batch)
 
 

@@ -5,7 +5,8 @@ import statistics
 import time
 
 
-def _run(f, calls):
+def run_calls(f, calls):
+    """Seconds to call f(*a) for every a in calls, with the garbage collector off."""
     gc_was = gc.isenabled()
     gc.disable()
     try:
@@ -22,10 +23,10 @@ def timed(f, arglist, target, batches):
     """Median seconds per call of f(*a), a cycling over arglist; warms up once first. Calls are
     timed in `batches` batches (of about target/batches seconds each when calls are fast)."""
     f(*arglist[0])
-    number, t = 1, _run(f, arglist[:1])
+    number, t = 1, run_calls(f, arglist[:1])
     while t < 0.002:  # calibrate on a batch of at least ~2 ms
         number *= 10
-        t = _run(f, [arglist[i % len(arglist)] for i in range(number)])
+        t = run_calls(f, [arglist[i % len(arglist)] for i in range(number)])
     per = t / number
     if per * batches <= target:
         batch = max(1, int(target / batches / per))
@@ -34,7 +35,7 @@ def timed(f, arglist, target, batches):
         batch = 1
         repeats = max(3, min(batches, int(target / per)))
     calls = [arglist[i % len(arglist)] for i in range(batch)]
-    return statistics.median(_run(f, calls) / batch for _ in range(repeats))
+    return statistics.median(run_calls(f, calls) / batch for _ in range(repeats))
 
 
 def cpu_seconds():

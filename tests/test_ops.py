@@ -331,36 +331,47 @@ def _const_forms(c):
     return [np.asarray(c, dtype=np.float64), float(c), np.float64(c), np.array(float(c))]
 
 
+def _check_constant_operand(name, f, partials, x, const, replay, js, left):
+    """f with one traced operand x and the other a constant (left: f(const, x)): the constant
+    stays out of the tape (no CONST slots); values and first and second derivatives against the
+    analytic partials, at x and at the replay point, for a vector constant and for the scalar
+    constants const[j], j in js, in every form, on the array path and on the scalar path."""
+    g = (lambda t, c: f(c, t)) if left else (lambda t, c: f(t, c))
+
+    def d(t, c):  # first and second partial with respect to the traced operand
+        da, db, daa, _, dbb = partials(c, t) if left else partials(t, c)
+        return (db, dbb) if left else (da, daa)
+    tape = jitad.record(lambda p: np.sum(g(p, const)), x)
+    assert tape.op_counts().get("const", 0) == 0
+    for xx in (x, replay):
+        d1, d2 = d(xx, const)
+        assert_close(tape.forward(xx), [np.sum(g(xx, const))], rtol=1e-13, atol=1e-13)
+        assert_close(tape.gradient(xx), d1, rtol=1e-11, atol=1e-12, err_msg=name)
+        assert_close(tape.hessian(xx), np.diag(d2), rtol=1e-9, atol=1e-10, err_msg=name)
+        assert_fd_close(tape.hessian(xx), fd_hessian(lambda z: np.sum(g(z, const)), xx),
+                        rtol=1e-5, atol=1e-6)
+    for j in js:
+        for c in _const_forms(const[j]):
+            cc = np.full(x.size, float(const[j]))
+            d1, d2 = d(x, cc)
+            tape = jitad.record(lambda p: np.sum(g(p, c)), x)
+            assert tape.op_counts().get("const", 0) == 0
+            assert_close(tape.gradient(x), d1, rtol=1e-11, atol=1e-12, err_msg=f"{name} {c!r}")
+            assert_close(tape.hessian(x), np.diag(d2), rtol=1e-9, atol=1e-10)
+            tape = jitad.record(lambda p: g(p, c), float(x[0]))
+            assert len(tape) == 1
+            for i in range(x.size):
+                xi = x[i:i + 1]
+                assert_close(tape.forward(xi), g(xi, cc[:1]), rtol=1e-13, atol=1e-13)
+                assert_close(tape.gradient(xi), d1[i:i + 1], rtol=1e-11, atol=1e-12,
+                             err_msg=f"{name} {c!r} at {xi}")
+                assert_close(tape.hessian(xi), d2[i:i + 1, None], rtol=1e-9, atol=1e-10)
+
+
 @pytest.mark.parametrize("name,f,partials,a,b", B, ids=B_IDS)
 def test_binary_constant_right(name, f, partials, a, b):
-    """f(traced, constant): the constant stays out of the tape (no CONST slots)."""
-    # vector constant (numpy array)
-    tape = jitad.record(lambda p: np.sum(f(p, b)), a)
-    assert tape.op_counts().get("const", 0) == 0
-    for aa in (a, _replay_ab(a, b)[0]):
-        da, _, daa, _, _ = partials(aa, b)
-        assert_close(tape.forward(aa), [np.sum(f(aa, b))], rtol=1e-13, atol=1e-13)
-        assert_close(tape.gradient(aa), da, rtol=1e-11, atol=1e-12, err_msg=name)
-        assert_close(tape.hessian(aa), np.diag(daa), rtol=1e-9, atol=1e-10, err_msg=name)
-        assert_fd_close(tape.hessian(aa), fd_hessian(lambda z: np.sum(f(z, b)), aa),
-                        rtol=1e-5, atol=1e-6)
-    # scalar constants in every form, on the array path and on the scalar path
-    for j in (0, 2):
-        for c in _const_forms(b[j]):
-            bb = np.full(a.size, float(b[j]))
-            da, _, daa, _, _ = partials(a, bb)
-            tape = jitad.record(lambda p: np.sum(f(p, c)), a)
-            assert tape.op_counts().get("const", 0) == 0
-            assert_close(tape.gradient(a), da, rtol=1e-11, atol=1e-12, err_msg=f"{name} {c!r}")
-            assert_close(tape.hessian(a), np.diag(daa), rtol=1e-9, atol=1e-10)
-            tape = jitad.record(lambda p: f(p, c), float(a[0]))
-            assert len(tape) == 1
-            for i in range(a.size):
-                x = a[i:i + 1]
-                assert_close(tape.forward(x), f(x, bb[:1]), rtol=1e-13, atol=1e-13)
-                assert_close(tape.gradient(x), da[i:i + 1], rtol=1e-11, atol=1e-12,
-                             err_msg=f"{name} {c!r} at {x}")
-                assert_close(tape.hessian(x), daa[i:i + 1, None], rtol=1e-9, atol=1e-10)
+    """f(traced, constant)."""
+    _check_constant_operand(name, f, partials, a, b, _replay_ab(a, b)[0], (0, 2), left=False)
 
 
 @pytest.mark.parametrize("name,f,partials,a,b", B, ids=B_IDS)
@@ -368,31 +379,7 @@ def test_binary_constant_left(name, f, partials, a, b):
     """f(constant, traced)."""
     if name in ("power", "**"):
         a = np.abs(a) + 0.1  # constant base must be positive for a real derivative
-    tape = jitad.record(lambda q: np.sum(f(a, q)), b)
-    assert tape.op_counts().get("const", 0) == 0
-    for bb in (b, _replay_ab(a, b)[1]):
-        _, db, _, _, dbb = partials(a, bb)
-        assert_close(tape.forward(bb), [np.sum(f(a, bb))], rtol=1e-13, atol=1e-13)
-        assert_close(tape.gradient(bb), db, rtol=1e-11, atol=1e-12, err_msg=name)
-        assert_close(tape.hessian(bb), np.diag(dbb), rtol=1e-9, atol=1e-10, err_msg=name)
-        assert_fd_close(tape.hessian(bb), fd_hessian(lambda z: np.sum(f(a, z)), bb),
-                        rtol=1e-5, atol=1e-6)
-    for j in (0, 3):
-        for c in _const_forms(a[j]):
-            aa = np.full(b.size, float(a[j]))
-            _, db, _, _, dbb = partials(aa, b)
-            tape = jitad.record(lambda q: np.sum(f(c, q)), b)
-            assert tape.op_counts().get("const", 0) == 0
-            assert_close(tape.gradient(b), db, rtol=1e-11, atol=1e-12, err_msg=f"{name} {c!r}")
-            assert_close(tape.hessian(b), np.diag(dbb), rtol=1e-9, atol=1e-10)
-            tape = jitad.record(lambda q: f(c, q), float(b[0]))
-            assert len(tape) == 1
-            for i in range(b.size):
-                x = b[i:i + 1]
-                assert_close(tape.forward(x), f(aa[:1], x), rtol=1e-13, atol=1e-13)
-                assert_close(tape.gradient(x), db[i:i + 1], rtol=1e-11, atol=1e-12,
-                             err_msg=f"{name} {c!r} at {x}")
-                assert_close(tape.hessian(x), dbb[i:i + 1, None], rtol=1e-9, atol=1e-10)
+    _check_constant_operand(name, f, partials, b, a, _replay_ab(a, b)[1], (0, 3), left=True)
 
 
 @pytest.mark.parametrize("name,f,partials,a,b", B, ids=B_IDS)
