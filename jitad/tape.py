@@ -129,12 +129,7 @@ class Tape:
         """
         val, d1, d2, _ = self._arrays()
         if not self._at_point(x):
-            if self._guarded:
-                self._check(guard_sweeps.forward(self.code, self.param, self.eptr, self.arg,
-                                                 self.coef, self.tptr, self.n_inputs, x, True,
-                                                 val, d1, d2, *self._guard_pack))
-            else:
-                self._forward(x, True, val, d1, d2)
+            self._forward(x, True, val, d1, d2)
             workspace.local().point_key = (self._uid, x.tobytes())
         return val, d1, d2
 
@@ -153,12 +148,7 @@ class Tape:
         if self._at_point(x):
             return sweeps.gather(self._arrays()[0], self.out)
         val = workspace.buffer("fval", (self.n_slots,))
-        if self._guarded:
-            self._check(guard_sweeps.forward(self.code, self.param, self.eptr, self.arg,
-                                             self.coef, self.tptr, self.n_inputs, x, False, val,
-                                             val[:0], val[:0], *self._guard_pack), False)
-        else:
-            self._forward(x, False, val, val[:0], val[:0])
+        self._forward(x, False, val, val[:0], val[:0], point=False)
         return sweeps.gather(val, self.out)
 
     def _adjoints(self, x, w):
@@ -183,28 +173,27 @@ class Tape:
         if key is not None and key[0] == self._uid and key[1] == xb:
             self._reverse1(d1, _ONE, adj)
             y = val[self.out[0]]
-        elif self._guarded:
-            y, g = guard_sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
-                                                   self.coef, self.tptr, self.n_inputs, x,
-                                                   self.out, val, d1, d2, adj, *self._guard_pack)
-            self._check(g)
-            ws.point_key = (self._uid, xb)
         else:
             plan = self._plan
             if plan is False:
                 plan = self._runs()
-            if plan is None:
-                y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
-                                              self.coef, self.tptr, self.n_inputs, x, self.out,
-                                              val, d1, d2, adj)
-            else:
+            if plan is not None:
                 # two calls, not one fused kernel: a fused one doubles the compile time
+                self._forward(x, True, val, d1, d2)
                 from . import run_sweeps
-                run_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef,
-                                   self.tptr, self.n_inputs, x, True, val, d1, d2, *plan.arrays)
                 run_sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj,
                                     self.code, *plan.arrays)
                 y = val[self.out[0]]
+            elif self._guarded:
+                y, g = guard_sweeps.value_and_gradient(self.code, self.param, self.eptr,
+                                                       self.arg, self.coef, self.tptr,
+                                                       self.n_inputs, x, self.out, val, d1, d2,
+                                                       adj, *self._guard_pack)
+                self._check(g)
+            else:
+                y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
+                                              self.coef, self.tptr, self.n_inputs, x, self.out,
+                                              val, d1, d2, adj)
             ws.point_key = (self._uid, xb)
         return y, adj[: self.n_inputs].copy()
 
@@ -492,16 +481,26 @@ class Tape:
             self._plan = plan
         return plan
 
-    def _forward(self, x, partials, val, d1, d2):
-        """Values into val (n_slots,), with partials d1/d2 (`sweeps.forward`), over the plan."""
+    def _forward(self, x, partials, val, d1, d2, point=True):
+        """Values into val (n_slots,), with partials d1/d2 (`sweeps.forward`), over the run
+        plan when there is one, then the guard check (raises BranchChangedError; point: val/d1/
+        d2 are this thread's point arrays, whose cache key is dropped first)."""
         plan = self._runs()
         if plan is None:
+            if self._guarded:  # one compiled call: forward sweep and guard check
+                self._check(guard_sweeps.forward(self.code, self.param, self.eptr, self.arg,
+                                                 self.coef, self.tptr, self.n_inputs, x,
+                                                 partials, val, d1, d2, *self._guard_pack),
+                            point)
+                return
             sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
                            self.n_inputs, x, partials, val, d1, d2)
-        else:
-            from . import run_sweeps
-            run_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                               self.n_inputs, x, partials, val, d1, d2, *plan.arrays)
+            return
+        from . import run_sweeps
+        run_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                           self.n_inputs, x, partials, val, d1, d2, *plan.arrays)
+        if self._guarded:
+            self._check(guard_sweeps.check(val, *self._guard_pack), point)
 
     def _reverse1(self, d1, w, adj):
         """Adjoints into adj (n_slots,) for output weights w (m,) (`sweeps.reverse1`)."""

@@ -551,3 +551,24 @@ def test_random_piecewise_programs(thresholds, points):
         else:
             with pytest.raises(jitad.BranchChangedError):
                 tape.hessian(x)
+
+
+def test_guarded_tape_on_the_run_sweeps():
+    """A large guarded tape keeps the vector-run sweeps (runs.py) and still checks its guards
+    at every point, through forward, gradient and the point arrays shared by the others."""
+    def f(x):
+        r = np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+        return r if x[0] > 0 else -r
+
+    from scipy.optimize import rosen_der
+    x = np.linspace(0.1, 1.0, 2000)
+    tape = jitad.record(f, x)
+    assert tape._runs() is not None and tape.n_guards == 1
+    for z in (x, x[::-1].copy()):
+        np.testing.assert_allclose(tape.gradient(z), rosen_der(z), rtol=1e-12, atol=1e-9)
+    z = x.copy()
+    z[0] = -0.5
+    for method in (tape.forward, tape.gradient, lambda p: tape.hvp(p, np.ones_like(p))):
+        with pytest.raises(jitad.BranchChangedError):
+            method(z)
+    np.testing.assert_allclose(tape.gradient(x), rosen_der(x), rtol=1e-12, atol=1e-9)
