@@ -26,9 +26,9 @@ class InteractionPlan:
     def __init__(self, tape):
         n_edges = tape.arg.shape[0]
         max_nnz = _NNZ_PER_EDGE * (n_edges + tape.n_slots)
-        (self.ok, self.kind, self.base, self.rptr, self.ridx, self.term_ops, cost,
-         diag) = ik.plan(tape.eptr, tape.arg, tape.tptr, tape.ta, tape.tb, tape.n_inputs,
-                         tape.out, max_nnz)
+        (self.ok, self.kind, self.base, self.rptr, self.ridx, self.term_ops, cost, diag,
+         self.varies) = ik.plan(tape.code, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.ta,
+                                tape.tb, tape.n_inputs, tape.out, max_nnz)
         self.n_rows = self.rptr.shape[0] - 1
         self._uid = tape._uid
         self.groups = self._dense_groups(tape, diag) if self.ok else []
@@ -55,7 +55,7 @@ class InteractionPlan:
     def _pack(self, tape):
         """Flat copies of the tape and plan arrays for `interaction_sweeps.hessian_packed`."""
         ints = [tape.eptr, tape.arg, tape.tptr, tape.ta, tape.tb, tape.out,
-                self.kind, self.base, self.rptr, self.ridx, self.term_ops]
+                self.kind, self.base, self.rptr, self.ridx, self.term_ops, self.varies]
         self._io = np.cumsum([0] + [a.shape[0] for a in ints]).astype(np.int64)
         self._ints = np.concatenate(ints).astype(np.int32)
         self._fo = np.array([0, tape.param.shape[0], tape.param.shape[0] + tape.coef.shape[0]],
@@ -100,14 +100,18 @@ class InteractionPlan:
         return self.scatter_cost + 0.25 * self.blas_cost + 0.5 * n * n < hvp_cost
 
     def _work(self, tape):
-        """This thread's (val, d1, d2, adj) point arrays and the plan's work arrays."""
+        """This thread's (val, d1, d2, adj) point arrays and the plan's work arrays (its own
+        rval, holding the rows that do not vary with the point)."""
         n_terms = tape.ta.shape[0]
         nnz = self.ridx.shape[0]
 
         def make():
+            rval = np.empty(nnz)
+            ik.constant_rows(tape.eptr, tape.coef, tape.n_inputs, self.kind, self.base,
+                             self.rptr, rval)
             return tape._arrays() + (
                 workspace.buffer("ih_scale", (tape.n_slots,)),
-                workspace.buffer("ih_rval", (nnz,)),
+                rval,
                 workspace.buffer("ih_acc", (tape.n_inputs,), zero=True),
                 workspace.buffer("ih_rc", (self.n_rows,)),
                 workspace.buffer("ih_xa", (n_terms,), np.int32),
@@ -135,7 +139,7 @@ class InteractionPlan:
         ws = workspace.local()
         work = ws.views.get((self._uid, "interaction")) or self._work(tape)
         args = self._args + (x, w, True) + work[:4] + (
-            self.kind, self.base, self.rptr, self.ridx, self.term_ops) + work[4:]
+            self.kind, self.base, self.rptr, self.ridx, self.term_ops, self.varies) + work[4:]
         H = np.zeros((n, n))
         n_cross = ik.prepare(*args)
         if n_cross < 0:

@@ -15,6 +15,7 @@ different rows store a merged row, whose index pattern is built once per tape (`
 import numpy as np
 from numba import njit, prange
 
+from . import opcodes as oc
 from . import sweeps
 from .sparsity import grow
 
@@ -28,17 +29,21 @@ SHARED = 2  # scale * the row of its operands (all operands with a row share it)
 MERGED = 3  # own stored row: sum over edges of d1 * scale * operand row
 DIRECT = 4  # MERGED whose edges are distinct single-entry rows in increasing order (a mat-vec
             # row over the inputs): row value k is edge k's d1 * scale, no scatter needed
+CONSTANT = 5  # DIRECT row of a LIN op straight over the inputs (a row of X in X @ w): its
+              # values are the op's coefficients at every point, written once per work array
 
 
 @_jit
-def plan(eptr, arg, tptr, ta, tb, n_in, out, max_nnz):
+def plan(code, eptr, arg, coef, tptr, ta, tb, n_in, out, max_nnz):
     """Row structure of a tape, once per tape.
 
     Returns (ok, kind (n_slots,) int8, base (n_slots,) int32 row ids, rptr (n_rows+1,),
-    ridx (nnz,) sorted input indices per row, term_ops (n_live_term_ops,) int32, cost, diag
-    (n_rows,) uint8): ok is False when the rows would need more than max_nnz entries. cost
-    counts the multiply-adds of building rows and of the cross-row products; diag marks the
-    rows whose outer product with themselves is needed (cost: half their length squared).
+    ridx (nnz,) sorted input indices per row, term_ops (n_live_term_ops,) int32 ascending,
+    cost, diag (n_rows,) uint8, varies (n_rows,) uint8): ok is False when the rows would need
+    more than max_nnz entries. cost counts the multiply-adds of building rows and of the
+    cross-row products; diag marks the rows whose outer product with themselves is needed
+    (cost: half their length squared); varies marks the rows whose values depend on the point
+    (not the inputs' unit rows nor CONSTANT rows).
     """
     n_ops = eptr.shape[0] - 1
     n_slots = n_in + n_ops
@@ -122,7 +127,7 @@ def plan(eptr, arg, tptr, ta, tb, n_in, out, max_nnz):
                     mark[j] = n_rows
                     if nnz >= max_nnz:
                         return (False, kind, base, rptr[:1], ridx[:0], term_ops, cost,
-                                np.zeros(0, np.uint8))
+                                np.zeros(0, np.uint8), np.zeros(0, np.uint8))
                     ridx[nnz] = j
                     nnz += 1
         direct = True  # edges in order, each a distinct one-entry row: already sorted
@@ -135,12 +140,20 @@ def plan(eptr, arg, tptr, ta, tb, n_in, out, max_nnz):
             prev = ridx[rptr[r]]
         if not direct:
             ridx[start:nnz].sort()
-        kind[s] = DIRECT if direct else MERGED
+        constant = direct and code[i] == oc.LIN
+        for e in range(eptr[i], eptr[i + 1]):
+            if arg[e] >= n_in or not np.isfinite(coef[e]):
+                constant = False  # operands with a scaled row, or a value to check per point
+        kind[s] = CONSTANT if constant else DIRECT if direct else MERGED
         base[s] = n_rows
         n_rows += 1
         rptr[n_rows] = nnz
     # outer products: a row paired with itself (any number of terms: one weight) costs the
     # upper half of its square; a pair of different rows the full product
+    varies = np.zeros(n_rows, np.uint8)
+    for s in range(n_in, n_slots):
+        if kind[s] == DIRECT or kind[s] == MERGED:
+            varies[base[s]] = 1
     diag = np.zeros(n_rows, np.uint8)
     for k in range(term_ops.shape[0]):
         i = term_ops[k]
@@ -152,17 +165,32 @@ def plan(eptr, arg, tptr, ta, tb, n_in, out, max_nnz):
                     diag[ra] = 1
                 else:
                     cost += (rptr[ra + 1] - rptr[ra]) * (rptr[rb + 1] - rptr[rb])
-    return True, kind, base, rptr[: n_rows + 1].copy(), ridx[:nnz].copy(), term_ops, cost, diag
+    return (True, kind, base, rptr[: n_rows + 1].copy(), ridx[:nnz].copy(), term_ops, cost, diag,
+            varies)
+
+
+@_jit
+def constant_rows(eptr, coef, n_in, kind, base, rptr, rval):
+    """The values of the rows that do not depend on the point (inputs' unit rows, CONSTANT
+    rows: coefficient k is d1 * scale * 1 of `rows`, bitwise) into rval, once per work array."""
+    for j in range(n_in):
+        rval[j] = 1.0
+    for i in range(eptr.shape[0] - 1):
+        if kind[n_in + i] == CONSTANT:
+            q = rptr[base[n_in + i]]
+            for e in range(eptr[i], eptr[i + 1]):
+                rval[q] = coef[e]
+                q += 1
 
 
 @_jit
 def rows(eptr, arg, d1, n_in, kind, base, rptr, ridx, scale, rval, acc):
-    """Per point: scale (n_slots,) of every needed slot and values rval (nnz,) of the merged
-    rows, from the edge partials d1. acc (n_in,) is zero on entry and left zero."""
+    """Per point: scale (n_slots,) of every needed slot and values rval (nnz,) of the rows that
+    vary with the point, from the edge partials d1 (the others are written by
+    `constant_rows`). acc (n_in,) is zero on entry and left zero."""
     n_ops = eptr.shape[0] - 1
     for j in range(n_in):
         scale[j] = 1.0
-        rval[j] = 1.0
     for i in range(n_ops):
         s = n_in + i
         ks = kind[s]
@@ -194,6 +222,8 @@ def rows(eptr, arg, d1, n_in, kind, base, rptr, ridx, scale, rval, acc):
                 j = ridx[q]
                 rval[q] = acc[j]
                 acc[j] = 0.0
+            scale[s] = 1.0
+        elif ks == CONSTANT:
             scale[s] = 1.0
 
 
@@ -318,38 +348,53 @@ def split_group(rptr, rval, rc, group, Bp, Bn):
 
 @_jit
 def prepare(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, at_point,
-            val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc, rc,
+            val, d1, d2, adj, kind, base, rptr, ridx, term_ops, varies, scale, rval, acc, rc,
             xa, xb, xc):
     """Everything of one Hessian that is linear in the tape size: forward sweep (unless the
-    point arrays already hold x), adjoints for weights w, rows, outer-product weights.
+    point arrays already hold x), adjoints for weights w (of the ops with terms and above:
+    nothing below the first of them is read), rows, outer-product weights.
     Returns the number of cross pairs, or -1 when a row value or a weight is not finite: then
     the products would mix infinities differently from the HVP sweeps, whose entry-wise special
     values are the documented ones, so the caller uses those."""
     if not at_point:
         sweeps.forward(code, param, eptr, arg, coef, tptr, n_in, x, True, val, d1, d2)
-    sweeps.reverse1(eptr, arg, d1, n_in, out, w, adj)
+    first = term_ops[0] if term_ops.shape[0] else eptr.shape[0] - 1
+    sweeps.reverse1_down_to(eptr, arg, d1, n_in, out, w, adj, first)
     rows(eptr, arg, d1, n_in, kind, base, rptr, ridx, scale, rval, acc)
     rc[:] = 0.0
     n_cross = weights(arg, tptr, ta, tb, d2, n_in, adj, term_ops, base, scale, rc, xa, xb, xc)
-    bad = 0.0  # inf * 0 and inf - inf are NaN: one sum tells if anything is not finite
-    for q in range(rptr[rptr.shape[0] - 1]):
-        bad += 0.0 * rval[q]
+    # inf * 0 and inf - inf are NaN: sums tell if anything is not finite (four of them, so that
+    # the additions do not wait on each other)
+    b0 = b1 = b2 = b3 = 0.0
+    for r in range(varies.shape[0]):
+        if varies[r]:
+            q = rptr[r]
+            q1 = rptr[r + 1]
+            while q + 4 <= q1:
+                b0 += 0.0 * rval[q]
+                b1 += 0.0 * rval[q + 1]
+                b2 += 0.0 * rval[q + 2]
+                b3 += 0.0 * rval[q + 3]
+                q += 4
+            while q < q1:
+                b0 += 0.0 * rval[q]
+                q += 1
     for r in range(rc.shape[0]):
-        bad += 0.0 * rc[r]
+        b1 += 0.0 * rc[r]
     for k in range(n_cross):
-        bad += 0.0 * xc[k]
-    return n_cross if bad == 0.0 else -1
+        b2 += 0.0 * xc[k]
+    return n_cross if (b0 + b1) + (b2 + b3) == 0.0 else -1
 
 
 @_jit
 def hessian_serial(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, at_point,
-                   val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc, rc,
-                   xa, xb, xc, H):
+                   val, d1, d2, adj, kind, base, rptr, ridx, term_ops, varies, scale, rval, acc,
+                   rc, xa, xb, xc, H):
     """The whole Hessian in one call (small problems: one dispatch). H (n, n) zero on entry.
     Returns False (H untouched) where `prepare` finds non-finite values."""
     n_cross = prepare(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, at_point,
-                      val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc,
-                      rc, xa, xb, xc)
+                      val, d1, d2, adj, kind, base, rptr, ridx, term_ops, varies, scale, rval,
+                      acc, rc, xa, xb, xc)
     if n_cross < 0:
         return False
     accumulate(rptr, ridx, rval, rc, xa, xb, xc, n_cross, H, 0, 1)
@@ -361,7 +406,7 @@ def hessian_packed(code, ints, io, floats, fo, n_in, x, w, work, wo, iwork, H):
     """`hessian_serial` with the tape, plan and work arrays packed into a few flat arrays
     (code stays the tape's uint8 array, so the forward sweep compiled for it is reused instead
     of compiled again for int32 codes; ints: eptr, arg, tptr, ta, tb, out, kind, base, rptr,
-    ridx, term_ops split at io;
+    ridx, term_ops, varies split at io;
     floats: param, coef at fo; work: val, d1, d2, adj, scale, rval, acc, rc, xc at wo; iwork:
     xa, xb): Numba's dispatch costs about as much per argument as a small Hessian's sweeps."""
     eptr = ints[io[0]:io[1]]
@@ -375,6 +420,7 @@ def hessian_packed(code, ints, io, floats, fo, n_in, x, w, work, wo, iwork, H):
     rptr = ints[io[8]:io[9]]
     ridx = ints[io[9]:io[10]]
     term_ops = ints[io[10]:io[11]]
+    varies = ints[io[11]:io[12]]
     param = floats[fo[0]:fo[1]]
     coef = floats[fo[1]:fo[2]]
     val = work[wo[0]:wo[1]]
@@ -386,8 +432,10 @@ def hessian_packed(code, ints, io, floats, fo, n_in, x, w, work, wo, iwork, H):
     acc = work[wo[6]:wo[7]]
     rc = work[wo[7]:wo[8]]
     xc = work[wo[8]:wo[9]]
-    acc[:] = 0.0  # the buffer is shared by plans with other layouts
+    # the buffers are shared by plans with other layouts
+    acc[:] = 0.0
+    constant_rows(eptr, coef, n_in, kind, base, rptr, rval)
     nt = ta.shape[0]
     return hessian_serial(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, False,
-                          val, d1, d2, adj, kind, base, rptr, ridx, term_ops, scale, rval, acc,
-                          rc, iwork[:nt], iwork[nt:2 * nt], xc, H)
+                          val, d1, d2, adj, kind, base, rptr, ridx, term_ops, varies, scale,
+                          rval, acc, rc, iwork[:nt], iwork[nt:2 * nt], xc, H)

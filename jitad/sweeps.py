@@ -121,11 +121,18 @@ def gather(val, out):
 @_jit
 def reverse1(eptr, arg, d1, n_in, out, w, adj):
     """Adjoints of all slots into adj (n_slots,) for output weights w (m,): one reverse sweep."""
+    reverse1_down_to(eptr, arg, d1, n_in, out, w, adj, 0)
+
+
+@_jit
+def reverse1_down_to(eptr, arg, d1, n_in, out, w, adj, i0):
+    """`reverse1` stopped after op i0: the adjoints of ops i0.. are final (every consumer of
+    their slots comes later), those of lower slots are partial."""
     n_ops = eptr.shape[0] - 1
     adj[:] = 0.0
     for k in range(out.shape[0]):
         adj[out[k]] += w[k]
-    for i in range(n_ops - 1, -1, -1):
+    for i in range(n_ops - 1, i0 - 1, -1):
         a = adj[n_in + i]
         for e in range(eptr[i], eptr[i + 1]):
             adj[arg[e]] += a * d1[e]

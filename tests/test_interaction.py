@@ -114,16 +114,26 @@ def test_point_cache_after_hessian():
 
 
 def test_plan_structure():
-    """Row kinds: inputs, shared rows along unary chains, direct mat-vec rows, merged rows."""
+    """Row kinds: inputs, shared rows along unary chains, constant mat-vec rows over the
+    inputs, direct mat-vec rows over scaled rows; the values at two points."""
     x = np.linspace(-1, 1, 5)
-    tape = jitad.record(lambda x: np.sum(np.exp(np.sin(x))) + np.sum(np.cos(X[:, :5] @ x)), x)
+
+    def f(x):
+        return (np.sum(np.exp(np.sin(x))) + np.sum(np.cos(X[:, :5] @ x))
+                + np.sum(np.cos(X[:, :5] @ np.sin(x))))
+    tape = jitad.record(f, x)
     plan = tape._interaction_plan()
-    kinds = np.bincount(plan.kind, minlength=5)
+    kinds = np.bincount(plan.kind, minlength=6)
     from jitad import interaction_sweeps as ik
     assert kinds[ik.INPUT] == 5
-    assert kinds[ik.DIRECT] == X.shape[0]  # one per row of X
+    assert kinds[ik.CONSTANT] == X.shape[0]  # one per row of X in X @ x
+    assert kinds[ik.DIRECT] == X.shape[0]  # one per row of X in X @ sin(x)
     assert kinds[ik.SHARED] >= 5  # sin(x) shares x's rows
-    assert plan.n_rows == 5 + X.shape[0]
+    assert plan.n_rows == 5 + 2 * X.shape[0]
+    assert plan.varies.sum() == X.shape[0]  # the DIRECT rows
+    assert plan.use
+    for x1 in (x, x[::-1] + 0.3):
+        assert_close(tape.hessian(x1), hvp_hessian(tape, x1), rtol=1e-12, atol=1e-12)
 
 
 def test_set_num_threads():
@@ -152,3 +162,27 @@ def test_guards_checked():
     assert_close(tape.hessian(x), hvp_hessian(tape, x), rtol=1e-13, atol=1e-13)
     with pytest.raises(jitad.BranchChangedError):
         tape.hessian(-x)
+
+
+def test_not_finite_falls_back_to_hvps():
+    """Where a partial or a row value is not finite, the entry-wise special values of the HVP
+    path are returned (with a CONSTANT row holding an infinite coefficient too)."""
+    A = X[:, :4].copy()
+    A[0, 0] = np.inf
+
+    def f(x):
+        return np.sum(np.sqrt(x) * x[::-1]) + np.sum(np.cos(A @ x) ** 2)
+    x0 = np.array([0.5, 0.7, 0.2, 0.9])
+    with np.errstate(invalid="ignore"):  # cos(inf) at recording
+        tape = jitad.record(f, x0)
+    plan = tape._interaction_plan()
+    from jitad import interaction_sweeps as ik
+    assert (plan.kind == ik.CONSTANT).sum() == A.shape[0] - 1  # not the row with inf
+    for x in (x0, np.array([0.0, 0.7, 0.2, 0.9])):  # sqrt'(0) = inf
+        np.testing.assert_array_equal(tape.hessian(x), hvp_hessian(tape, x))
+    B = X[:, :4]
+    tape = jitad.record(lambda x: np.sum(np.sqrt(x) * x[::-1]) + np.sum(np.cos(B @ x) ** 2), x0)
+    x = np.array([0.0, 0.7, 0.2, 0.9])
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(tape.hessian(x), hvp_hessian(tape, x))
+    assert np.isinf(tape.hessian(x)[0, 0]) or np.isnan(tape.hessian(x)[0, 0])
