@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from . import opcodes as oc
 from . import sweeps
-from .sparsity import grow
+from .sparsity import grow, sort_range
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 _pjit = njit(cache=True, error_model="numpy", nogil=True, parallel=True)
@@ -139,7 +139,7 @@ def plan(code, eptr, arg, coef, tptr, ta, tb, n_in, out, max_nnz):
                 break
             prev = ridx[rptr[r]]
         if not direct:
-            ridx[start:nnz].sort()
+            sort_range(ridx, start, nnz)
         constant = direct and code[i] == oc.LIN
         for e in range(eptr[i], eptr[i + 1]):
             if arg[e] >= n_in or not np.isfinite(coef[e]):
