@@ -87,40 +87,56 @@ class Recorder:
 
         coef (K, E) for LIN (broadcastable); param scalar or (K,). DOT ops pair their edges
         (2k, 2k+1). All buffers are reserved once and filled by slice assignment (numpy
-        broadcasts), which keeps an append on a small array to a few microseconds.
+        broadcasts), with as few numpy calls as possible: at ~1 us each they are what
+        recording a small array operation costs.
         """
         args = np.asarray(args)
         K, E = args.shape
         if K == 0:
             return np.empty(0, dtype=np.int64)
-        self.flush()
-        base = self.n_slots
+        if self._pending[0]:
+            self.flush()
+        n, e0 = self.code.n, self.arg.n
+        base = self.n_in + n
         local = _local_terms(code, E)
         T = local.shape[0]
-        n, e0 = self.code.n, self.arg.n
         t0 = self.tptr.a[self.tptr.n - 1]
-        for buf, k in ((self.code, K), (self.param, K), (self.eptr, K), (self.tptr, K),
-                       (self.arg, K * E), (self.coef, K * E), (self.ta, K * T), (self.tb, K * T)):
-            buf.reserve(k)
+        KE = K * E
+        # reserve (a call per buffer only when one of its group is short: the slice
+        # assignments below would silently write fewer elements into a short buffer)
+        if n + K > min(self.code.a.shape[0], self.param.a.shape[0], self.eptr.a.shape[0] - 1,
+                       self.tptr.a.shape[0] - 1):
+            for buf in (self.code, self.param, self.eptr, self.tptr):
+                buf.reserve(K)
+        if e0 + KE > min(self.arg.a.shape[0], self.coef.a.shape[0]):
+            self.arg.reserve(KE)
+            self.coef.reserve(KE)
+        if T and self.ta.n + K * T > min(self.ta.a.shape[0], self.tb.a.shape[0]):
+            self.ta.reserve(K * T)
+            self.tb.reserve(K * T)
         self.code.a[n: n + K] = code
         self.param.a[n: n + K] = param
-        steps = np.arange(1, K + 1, dtype=np.int64)
-        self.eptr.a[n + 1: n + 1 + K] = e0 + E * steps
-        self.tptr.a[n + 1: n + 1 + K] = t0 + T * steps
-        self.arg.a[e0: e0 + K * E].reshape(K, E)[...] = args
-        self.coef.a[e0: e0 + K * E].reshape(K, E)[...] = 0.0 if coef is None else coef
+        if E:
+            self.eptr.a[n + 1: n + 1 + K] = np.arange(e0 + E, e0 + KE + 1, E)
+        else:
+            self.eptr.a[n + 1: n + 1 + K] = e0
+        self.arg.a[e0: e0 + KE].reshape(K, E)[...] = args
+        self.coef.a[e0: e0 + KE].reshape(K, E)[...] = 0.0 if coef is None else coef
         if T:
-            starts = (e0 + E * (steps - 1))[:, None]
-            self.ta.a[self.ta.n: self.ta.n + K * T].reshape(K, T)[...] = starts + local[:, 0]
-            self.tb.a[self.tb.n: self.tb.n + K * T].reshape(K, T)[...] = starts + local[:, 1]
+            self.tptr.a[n + 1: n + 1 + K] = np.arange(t0 + T, t0 + K * T + 1, T)
+            starts = np.arange(e0, e0 + KE, E)[:, None]
+            t1 = self.ta.n
+            self.ta.a[t1: t1 + K * T].reshape(K, T)[...] = starts + local[:, 0]
+            self.tb.a[t1: t1 + K * T].reshape(K, T)[...] = starts + local[:, 1]
+            self.ta.n = self.tb.n = t1 + K * T
+        else:
+            self.tptr.a[n + 1: n + 1 + K] = t0
         self.code.n = self.param.n = n + K
         self.eptr.n = self.tptr.n = n + 1 + K
-        self.arg.n = self.coef.n = e0 + K * E
-        self.ta.n += K * T
-        self.tb.n += K * T
+        self.arg.n = self.coef.n = e0 + KE
         if code == oc.CONST:
             self.n_const += K
-        return base + np.arange(K, dtype=np.int64)
+        return np.arange(base, base + K, dtype=np.int64)
 
     def constants(self, values):
         """Slots holding constant values (used where constants mix with traced elements)."""

@@ -466,3 +466,37 @@ def test_degenerate_tapes(func, args, J):
     assert_close(t.jvp(x, np.ones((n, 2)))[1], J @ np.ones((n, 2)), rtol=0, atol=0)
     assert_close(t.hessian(x, w), np.zeros((n, n)), rtol=0, atol=0)
     assert_close(t.hvp(x, np.ones((n, 2)), w), np.zeros((n, 2)), rtol=0, atol=0)
+
+
+def test_recorder_appends_across_buffer_growth():
+    """Appends of many sizes and fan-ins (crossing every buffer's capacity at different
+    points: eptr holds one more entry than code) give exactly the arrays built by hand."""
+    from jitad import opcodes as oc
+    from jitad.recorder import Recorder
+    rng = np.random.default_rng(3)
+    rec = Recorder(4)
+    want = {"code": [], "eptr": [0], "arg": [], "coef": [], "tptr": [0], "ta": []}
+    square = oc.binary_code("power", oc.VC)
+    # 255 then 1: the op arrays (256 entries at first) are full while eptr needs one more
+    sizes = [255, 1, 256, 1, 300] + [int(k) for k in rng.integers(1, 300, size=60)]
+    for step, K in enumerate(sizes):
+        E = int(rng.integers(0, 4)) if step % 3 else 1
+        code = oc.LIN if E != 1 or step % 2 else square
+        args = rng.integers(0, rec.n_slots, size=(K, E))
+        coef = rng.standard_normal((K, E))
+        slots = rec.append(code, args, coef=coef if code == oc.LIN else None,
+                           param=2.0 if code == square else 0.0)
+        assert np.array_equal(slots, rec.n_slots - K + np.arange(K))
+        for k in range(K):
+            e0 = want["eptr"][-1]
+            want["code"].append(code)
+            want["arg"].extend(args[k])
+            want["coef"].extend(coef[k] if code == oc.LIN else np.zeros(E))
+            want["eptr"].append(e0 + E)
+            if code == square:
+                want["ta"].append(e0)
+            want["tptr"].append(len(want["ta"]))
+    rec.flush()
+    for name, expected in want.items():
+        assert np.array_equal(getattr(rec, name).view(), expected), name
+    assert np.array_equal(rec.tb.view(), want["ta"])
