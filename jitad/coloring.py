@@ -19,6 +19,15 @@ _jit = njit(cache=True, error_model="numpy", nogil=True)
 
 
 @_jit
+def _smallest_free(forbidden, v):
+    """The smallest colour not marked forbidden for vertex v (forbidden[c] == v)."""
+    c = 0
+    while forbidden[c] == v:
+        c += 1
+    return c
+
+
+@_jit
 def transpose_pattern(indptr, indices, n_cols):
     """CSR of the transpose of a (rows, n_cols) CSR pattern (rows sorted)."""
     n_rows = indptr.shape[0] - 1
@@ -52,10 +61,7 @@ def greedy_partition(ptr, idx, tptr, tidx, order):
                 w = tidx[b]
                 if color[w] >= 0:
                     forbidden[color[w]] = v
-        c = 0
-        while forbidden[c] == v:
-            c += 1
-        color[v] = c
+        color[v] = _smallest_free(forbidden, v)
     return color
 
 
@@ -106,10 +112,7 @@ def star_coloring(indptr, indices, order):
                     if y != w and y != x and color[y] == d:
                         forbidden[c] = v
                         break
-        c = 0
-        while forbidden[c] == v:
-            c += 1
-        color[v] = c
+        color[v] = _smallest_free(forbidden, v)
     return color
 
 

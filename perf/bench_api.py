@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jitad  # noqa: E402
+import optional_peers  # noqa: E402
 import timing  # noqa: E402
 from problems import (lennard_jones_problem, logistic_problem,  # noqa: E402
                       rosenbrock_loop, rosenbrock_problem)
@@ -38,25 +39,10 @@ from problems import (lennard_jones_problem, logistic_problem,  # noqa: E402
 TARGET = 0.12   # seconds of timed calls per cell
 BATCHES = 5     # batches per cell when calls are fast; the median batch is reported
 
-try:
-    import torch
-    import torch.autograd.functional as taf
-    torch.set_default_dtype(torch.float64)
-except ImportError as e:  # pragma: no cover - depends on the machine
-    torch = None
-    TORCH_NOTE = f"torch not installed ({e}); its columns are skipped"
-else:
-    TORCH_NOTE = None
-
-try:
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-except ImportError as e:  # pragma: no cover
-    jax = None
-    JAX_NOTE = f"jax not installed ({e}); its columns are skipped"
-else:
-    JAX_NOTE = None
+torch, TORCH_NOTE = optional_peers.torch()
+taf = torch.autograd.functional if torch else None
+jax, JAX_NOTE = optional_peers.jax()
+jnp = jax.numpy if jax else None
 
 
 # ------------------------------------------------------------------ timing

@@ -35,21 +35,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jitad  # noqa: E402
+import optional_peers  # noqa: E402
 import timing  # noqa: E402
 
 LAM = 0.01
 TARGET = 0.12
 BATCHES = 5
 
-try:
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-except ImportError as e:  # pragma: no cover - depends on the machine
-    jax = None
-    JAX_NOTE = f"jax not installed ({e}); its columns are skipped"
-else:
-    JAX_NOTE = None
+jax, JAX_NOTE = optional_peers.jax()
+jnp = jax.numpy if jax else None
 
 
 # ------------------------------------------------------------------ problems (numpy and jax)

@@ -35,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jitad  # noqa: E402
+import optional_peers  # noqa: E402
 import timing  # noqa: E402
 from jitad import sparse  # noqa: E402
 from problems import lennard_jones_problem  # noqa: E402
@@ -42,23 +43,9 @@ from problems import lennard_jones_problem  # noqa: E402
 TARGET = 0.3   # seconds of timed calls per cell
 BATCHES = 5
 
-try:
-    import casadi
-except ImportError as e:  # pragma: no cover - depends on the machine
-    casadi = None
-    CASADI_NOTE = f"casadi not installed ({e}): `pip install casadi`; its columns are skipped"
-else:
-    CASADI_NOTE = None
-
-try:
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-except ImportError as e:  # pragma: no cover
-    jax = None
-    JAX_NOTE = f"jax not installed ({e}); its column is skipped"
-else:
-    JAX_NOTE = None
+casadi, CASADI_NOTE = optional_peers.casadi()
+jax, JAX_NOTE = optional_peers.jax()
+jnp = jax.numpy if jax else None
 
 
 # ------------------------------------------------------------------ problems (numpy, casadi, jax)

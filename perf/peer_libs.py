@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import optional_peers
+
 OPS = ("value", "gradient", "hvp", "hessian")
 
 
@@ -128,14 +130,10 @@ class JAX(Library):
 
     def __init__(self):
         super().__init__()
-        try:
-            import jax
-            jax.config.update("jax_enable_x64", True)
-            import jax.numpy as jnp
-        except ImportError as e:
-            self.note = f"JAX not installed ({e}): its columns are skipped"
+        jax, self.note = optional_peers.jax()
+        if jax is None:
             return
-        self.jax, self.jnp = jax, jnp
+        self.jax, self.jnp = jax, jax.numpy
 
     def describe(self):
         return f"JAX {self.jax.__version__} ({self.jax.default_backend()}, float64)"
@@ -174,15 +172,10 @@ class Torch(Library):
 
     def __init__(self):
         super().__init__()
-        try:
-            import torch
-            import torch.autograd.functional as taf
-            import torch.func
-        except ImportError as e:
-            self.note = f"torch not installed ({e}): its columns are skipped"
+        torch, self.note = optional_peers.torch()
+        if torch is None:
             return
-        torch.set_default_dtype(torch.float64)
-        self.torch, self.taf = torch, taf
+        self.torch, self.taf = torch, torch.autograd.functional
 
     def describe(self):
         return (f"torch {self.torch.__version__} ({self.torch.get_num_threads()} threads, "
@@ -270,12 +263,9 @@ class CasADi(Library):
     def __init__(self, gcc=True, big=False):
         super().__init__()
         self.big = big
-        try:
-            import casadi
-        except ImportError as e:
-            self.note = f"CasADi not installed ({e}): its columns are skipped"
+        self.ca, self.note = optional_peers.casadi()
+        if self.ca is None:
             return
-        self.ca = casadi
         self.gcc = shutil.which("gcc") if gcc else None
         self.gcc_note = (None if self.gcc else
                          "skipped: " + ("no gcc on PATH" if gcc else "--no-casadi-gcc"))
