@@ -3,12 +3,19 @@
 The Hessian of sum_r w_r y_r is a sum over second-order terms (p, q) of live ops of
 adj_op * d2_t * (g_p g_q^T + g_q g_p^T), g_p the gradient of the slot of edge p with respect to
 the inputs. Those gradients are sparse with known index sets (`sparsity.py`), so a plan built
-once stores, for the slots that feed a term ("needed" slots), where each operand gradient entry
-lands in its consumer's gradient (`gmap`), and for each term the Hessian entries its products
-land in (`pair_*`, lower triangle only, mirrored at the end so the result is exactly
-symmetric). At a point: one forward pass over the needed ops propagating sparse gradients, one
-pass over the terms. Memory and work are the sizes of those maps, which `sparse.py` checks
-against a budget before building them (a dense prefix chain would make them quadratic).
+once compiles both passes into flat programs over a gradient-value array gval, where slot s
+keeps its gradient entries (one per index of its set):
+
+- gradients: every gradient entry j of a needed op is a dot product over (edge e, operand
+  entry k) pairs, gval[j] = sum d1[e] * gval[k] (inputs have gval = 1);
+- Hessian: every lower-triangle entry of the pattern is a sum over (term, a, b) triples of
+  c_term * gval[a] * gval[b], c_term = adj_op * d2_t; the strict upper triangle is copied
+  from it at the end, so the result is exactly symmetric.
+
+Each output entry is written once from a register accumulator (no zeroing, no read-modify-
+write of scattered entries), with operands in the per-op order. Memory and work are the sizes
+of those programs, which `sparse.py` checks against a budget before building them (a dense
+prefix chain would make them quadratic).
 """
 import numpy as np
 from numba import njit
@@ -20,21 +27,10 @@ _jit = njit(cache=True, error_model="numpy", nogil=True)
 
 
 @_jit
-def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_indices, budget):
-    """Maps for `direct_values`, or an empty `gptr` when they would exceed `budget` entries.
-
-    Returns (need_ops int32, gptr int64 (n_slots+1,), gmap int32, mptr int64 (n_ops+1,),
-    term_ops int32, pptr int64 (n_terms+1,), pair_a, pair_b, pair_t int32, pair_m uint8,
-    upper, lower int64): gradient of slot s at gval[gptr[s]:gptr[s+1]]; the ops need_ops (in
-    order) propagate gradients, op i's edges scattering through gmap[mptr[i]:mptr[i+1]]; the
-    ops term_ops accumulate: term t adds c * pair_m * gval[pair_a] * gval[pair_b] into
-    data[pair_t] for its pairs pptr[t]:pptr[t+1]; finally data[upper] = data[lower].
-    """
+def _needed_slots(code, eptr, arg, tptr, ta, tb, n_in, live, zero_d):
+    """Slots whose gradient some live term reads, directly or through the ops feeding it."""
     n_ops = eptr.shape[0] - 1
-    n_slots = n_in + n_ops
-    n_terms = ta.shape[0]
-    live = live_ops(code, eptr, arg, n_in, out, zero_d)
-    need = np.zeros(n_slots, np.uint8)
+    need = np.zeros(n_in + n_ops, np.uint8)
     for i in range(n_ops - 1, -1, -1):
         if not live[i]:
             continue
@@ -44,81 +40,140 @@ def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_in
         if need[n_in + i] and not zero_d[code[i]]:
             for e in range(eptr[i], eptr[i + 1]):
                 need[arg[e]] = 1
+    return need
+
+
+@_jit
+def _gradient_program(eptr, arg, n_in, op_need, gptr, start, size, arena):
+    """(sptr int64 (G - g_in + 1,), src int32, edge int32): entry g_in + j of gval is the sum
+    over k in sptr[j]:sptr[j+1] of d1[edge[k]] * gval[src[k]], in edge order."""
+    n_ops = eptr.shape[0] - 1
+    g_in = gptr[n_in]
+    sptr = np.zeros(gptr[n_in + n_ops] - g_in + 1, np.int64)
+    pos = np.zeros(n_in, np.int64)
+    for fill in range(2):  # count, then fill
+        if fill:
+            for j in range(sptr.shape[0] - 1):
+                sptr[j + 1] += sptr[j]
+            nxt = sptr[:-1].copy()
+            src = np.empty(sptr[-1], np.int32)  # sizes checked against int32 by sparse.py
+            edge = np.empty(sptr[-1], np.int32)
+        for i in range(n_ops):
+            if not op_need[i]:
+                continue
+            s = n_in + i
+            for u in range(size[s]):
+                pos[arena[start[s] + u]] = u
+            for e in range(eptr[i], eptr[i + 1]):
+                t = arg[e]
+                for u in range(size[t]):
+                    j = gptr[s] + pos[arena[start[t] + u]] - g_in
+                    if fill:
+                        src[nxt[j]] = gptr[t] + u
+                        edge[nxt[j]] = e
+                        nxt[j] += 1
+                    else:
+                        sptr[j + 1] += 1
+    return sptr, src, edge
+
+
+@_jit
+def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_indices, budget):
+    """Programs for `direct_values`, or an empty `ggptr` when they would exceed `budget`
+    entries.
+
+    Returns (g_in, n_gval, ggptr, glevel, gcnt, goff, gdst, gsrc, gedge, term_t, term_op,
+    hgptr, hcnt, hoff, hdst, pa, pb, pterm, hzero, upper, lower): gval (n_gval,) holds 1.0 in
+    its first g_in entries (the inputs' own gradients); the gradient program, in groups
+    (`_grouped`) of one level and operand count, sets gval[gdst[m]] = sum_i d1[gedge[k_i]] *
+    gval[gsrc[k_i]]; compact term q is term term_t[q] of op term_op[q], with c[q] = its op's
+    adjoint * d2; the Hessian program, in groups of one count, sets data[hdst[m]] = sum_i
+    c[pterm[k_i]] * gval[pa[k_i]] * gval[pb[k_i]], data[hzero] = 0, and finally
+    data[upper] = data[lower].
+    """
+    n_ops = eptr.shape[0] - 1
+    n_slots = n_in + n_ops
+    live = live_ops(code, eptr, arg, n_in, out, zero_d)
+    need = _needed_slots(code, eptr, arg, tptr, ta, tb, n_in, live, zero_d)
     start, size, arena, _, _, _, _, _ = _sets_sweep(code, eptr, arg, tptr, ta, tb, n_in, live,
                                                     need, False)
     op_need = np.zeros(n_ops, np.uint8)
     gptr = np.zeros(n_slots + 1, np.int64)
-    mptr = np.zeros(n_ops + 1, np.int64)
+    n_src = 0
     for s in range(n_slots):
         gptr[s + 1] = gptr[s] + (size[s] if need[s] else 0)
     for i in range(n_ops):
-        c = 0
         if need[n_in + i] and live[i] and size[n_in + i] > 0:
             op_need[i] = 1
             for e in range(eptr[i], eptr[i + 1]):
-                c += size[arg[e]]
-        mptr[i + 1] = mptr[i] + c
-    total = mptr[n_ops] + gptr[n_slots]
-    # pair counts
-    pptr = np.zeros(n_terms + 1, np.int64)
-    for i in range(n_ops):
-        for t in range(tptr[i], tptr[i + 1]):
-            k = 0
-            if live[i]:
-                sp = size[arg[ta[t]]]
-                sq = size[arg[tb[t]]]
-                k = sp * (sp + 1) // 2 if ta[t] == tb[t] else sp * sq
-            pptr[t + 1] = pptr[t] + k
-    total += 3 * pptr[n_terms]
-    if budget >= 0 and total > budget:
-        return (np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int32), mptr,
-                np.zeros(0, np.int32), pptr, np.zeros(0, np.int32), np.zeros(0, np.int32),
-                np.zeros(0, np.int32), np.zeros(0, np.uint8), np.zeros(0, np.int64),
-                np.zeros(0, np.int64))
-    gmap = np.empty(mptr[n_ops], np.int32)
-    pos = np.zeros(n_in, np.int64)
-    for i in range(n_ops):
-        if not op_need[i]:
-            continue
-        s = n_in + i
-        for u in range(size[s]):
-            pos[arena[start[s] + u]] = u
-        m = mptr[i]
-        for e in range(eptr[i], eptr[i + 1]):
-            t = arg[e]
-            for u in range(size[t]):
-                gmap[m] = pos[arena[start[t] + u]]
-                m += 1
-    n_pairs = pptr[n_terms]
-    pair_a = np.empty(n_pairs, np.int32)  # sizes checked against the int32 range by sparse.py
-    pair_b = np.empty(n_pairs, np.int32)
-    pair_t = np.empty(n_pairs, np.int32)
-    pair_m = np.empty(n_pairs, np.uint8)
+                n_src += size[arg[e]]
+    # pairs per term (a diagonal entry from two different operands counts twice)
+    n_pairs = 0
+    n_q = 0
     for i in range(n_ops):
         if not live[i]:
             continue
         for t in range(tptr[i], tptr[i + 1]):
-            p = arg[ta[t]]
-            q = arg[tb[t]]
-            same = ta[t] == tb[t]
-            k = pptr[t]
-            for u in range(size[p]):
-                a = arena[start[p] + u]
-                for v in range(size[q]):
-                    b = arena[start[q] + v]
-                    if same and a < b:
-                        continue
-                    r = max(a, b)
-                    col = min(a, b)
-                    pair_a[k] = gptr[p] + u
-                    pair_b[k] = gptr[q] + v
-                    pair_t[k] = _position(h_indices, h_indptr[r], h_indptr[r + 1], col)
-                    pair_m[k] = 2 if (a == b and not same) else 1
-                    k += 1
-    # mirror the strict upper triangle from the lower one
+            sp = size[arg[ta[t]]]
+            sq = size[arg[tb[t]]]
+            if sp * sq > 0:
+                n_q += 1
+                n_pairs += sp * (sp + 1) // 2 if ta[t] == tb[t] else 2 * sp * sq
+    g_in = gptr[n_in]
+    if budget >= 0 and 2 * n_src + gptr[n_slots] + 3 * n_pairs + 2 * n_q > budget:
+        none = np.zeros(0, np.int64)
+        e = np.zeros(0, np.uint32)
+        return (g_in, gptr[n_slots], none, none, none, none, e, e, e, e, e, none, none, none, e,
+                e, e, e, e, e, e)
+    sptr, src, edge = _gradient_program(eptr, arg, n_in, op_need, gptr, start, size, arena)
+    term_t = np.empty(n_q, np.int32)
+    term_op = np.empty(n_q, np.int32)
     nnz = h_indices.shape[0]
+    hptr = np.zeros(nnz + 1, np.int64)
+    for fill in range(2):  # count, then fill: triples grouped by the entry they land in
+        if fill:
+            for h in range(nnz):
+                hptr[h + 1] += hptr[h]
+            nxt = hptr[:-1].copy()
+            pa = np.empty(hptr[nnz], np.int32)
+            pb = np.empty(hptr[nnz], np.int32)
+            pterm = np.empty(hptr[nnz], np.int32)
+        q_id = 0
+        for i in range(n_ops):
+            if not live[i]:
+                continue
+            for t in range(tptr[i], tptr[i + 1]):
+                p = arg[ta[t]]
+                q = arg[tb[t]]
+                if size[p] * size[q] == 0:
+                    continue
+                if fill:
+                    term_t[q_id] = t
+                    term_op[q_id] = i
+                same = ta[t] == tb[t]
+                for u in range(size[p]):
+                    a = arena[start[p] + u]
+                    for v in range(size[q]):
+                        b = arena[start[q] + v]
+                        if same and a < b:
+                            continue
+                        r = max(a, b)
+                        h = _position(h_indices, h_indptr[r], h_indptr[r + 1], min(a, b))
+                        reps = 2 if (a == b and not same) else 1
+                        for _ in range(reps):
+                            if fill:
+                                k = nxt[h]
+                                pa[k] = gptr[p] + u
+                                pb[k] = gptr[q] + v
+                                pterm[k] = q_id
+                                nxt[h] += 1
+                            else:
+                                hptr[h + 1] += 1
+                q_id += 1
+    # the strict upper triangle mirrors the lower one
     upper = np.empty(nnz, np.int64)
     lower = np.empty(nnz, np.int64)
+    is_upper = np.zeros(nnz, np.uint8)
     n_up = 0
     for r in range(h_indptr.shape[0] - 1):
         for kk in range(h_indptr[r], h_indptr[r + 1]):
@@ -126,51 +181,148 @@ def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_in
             if col > r:
                 upper[n_up] = kk
                 lower[n_up] = _position(h_indices, h_indptr[col], h_indptr[col + 1], r)
+                is_upper[kk] = 1
                 n_up += 1
-    # the ops each pass visits, in order
-    need_ops = np.nonzero(op_need)[0].astype(np.int32)
-    n_term_ops = 0
-    for i in range(n_ops):
-        if live[i] and pptr[tptr[i + 1]] > pptr[tptr[i]]:
-            n_term_ops += 1
-    term_ops = np.empty(n_term_ops, np.int32)
-    n_term_ops = 0
-    for i in range(n_ops):
-        if live[i] and pptr[tptr[i + 1]] > pptr[tptr[i]]:
-            term_ops[n_term_ops] = i
-            n_term_ops += 1
-    return (need_ops, gptr, gmap, mptr, term_ops, pptr, pair_a, pair_b, pair_t, pair_m,
-            upper[:n_up].copy(), lower[:n_up].copy())
+    # gradient entries by level (1 + the highest level they read; inputs are level 0)
+    n_ent = sptr.shape[0] - 1
+    level = np.zeros(n_ent, np.int64)
+    for j in range(n_ent):
+        lv = 0
+        for k in range(sptr[j], sptr[j + 1]):
+            if src[k] >= g_in:
+                lv = max(lv, level[src[k] - g_in])
+        level[j] = lv + 1
+    order, ggptr, glevel, gcnt, operand, goff = _grouped(sptr, level, np.zeros(n_ent, np.uint8))
+    gdst = (order + g_in).astype(np.int32)
+    gsrc = src[operand]
+    gedge = edge[operand]
+    # Hessian entries: one level; entries without triples are mirrored (upper) or zero
+    skip = np.zeros(nnz, np.uint8)
+    n_zero = 0
+    for h in range(nnz):
+        if hptr[h + 1] == hptr[h]:
+            skip[h] = 1
+            if not is_upper[h]:
+                n_zero += 1
+    hzero = np.empty(n_zero, np.int32)
+    n_zero = 0
+    for h in range(nnz):
+        if skip[h] and not is_upper[h]:
+            hzero[n_zero] = h
+            n_zero += 1
+    hdst, hgptr, _, hcnt, operand, hoff = _grouped(hptr, np.zeros(nnz, np.int64), skip)
+    u = np.uint32  # unsigned indices: numba then skips its negative-index wraparound, which
+    # made these gather loops 1.4-1.7x slower (measured with int32 and int64)
+    return (g_in, gptr[n_slots], ggptr, glevel, gcnt, goff, gdst.astype(u), gsrc.astype(u),
+            gedge.astype(u), term_t.astype(u), term_op.astype(u), hgptr, hcnt, hoff,
+            hdst.astype(u), pa[operand].astype(u), pb[operand].astype(u),
+            pterm[operand].astype(u), hzero.astype(u), upper[:n_up].astype(u),
+            lower[:n_up].astype(u))
 
 
 @_jit
-def direct_values(eptr, arg, d1, tptr, d2, n_in, adj, need_ops, gptr, gmap, mptr, term_ops, pptr,
-                  pair_a, pair_b, pair_t, pair_m, upper, lower, gval, data):
+def _grouped(ptr, level, skip):
+    """Entries j (ptr (J+1,): entry j's operands are ptr[j]:ptr[j+1]) reordered into groups of
+    one level and one operand count, skipping entries with skip[j]. Returns (order int32: entry
+    of each position, gptr int64 (G+1,): positions of group g, glevel, gcnt int64 (G,),
+    operand int64 (K,): operand index of position m's i-th operand at ptr-order place
+    goff[g] + (m - gptr[g]) * gcnt[g] + i, goff int64 (G,)). A level's entries only read
+    entries of lower levels, so groups run in order; within a group the loop has a fixed trip
+    count and no branches."""
+    J = ptr.shape[0] - 1
+    maxc = 0
+    for j in range(J):
+        maxc = max(maxc, ptr[j + 1] - ptr[j])
+    key = np.empty(J, np.int64)
+    n_keep = 0
+    for j in range(J):
+        key[j] = level[j] * (maxc + 1) + (ptr[j + 1] - ptr[j])
+        if skip[j]:
+            key[j] = -1
+        else:
+            n_keep += 1
+    order = np.argsort(key, kind="mergesort")[J - n_keep:]
+    n_groups = 0
+    for m in range(n_keep):
+        if m == 0 or key[order[m]] != key[order[m - 1]]:
+            n_groups += 1
+    gptr = np.zeros(n_groups + 1, np.int64)
+    glevel = np.zeros(n_groups, np.int64)
+    gcnt = np.zeros(n_groups, np.int64)
+    goff = np.zeros(n_groups, np.int64)
+    operand = np.empty(ptr[J], np.int64)
+    g = -1
+    k = 0
+    for m in range(n_keep):
+        j = order[m]
+        if m == 0 or key[j] != key[order[m - 1]]:
+            g += 1
+            gptr[g] = m
+            glevel[g] = level[j]
+            gcnt[g] = ptr[j + 1] - ptr[j]
+            goff[g] = k
+        for q in range(ptr[j], ptr[j + 1]):
+            operand[k] = q
+            k += 1
+    gptr[n_groups] = n_keep
+    return order.astype(np.int32), gptr, glevel, gcnt, operand[:k].copy(), goff
+
+
+@_jit
+def direct_values(d1, d2, n_in, adj, g_in, n_gval, ggptr, glevel, gcnt, goff, gdst, gsrc, gedge,
+                  term_t, term_op, hgptr, hcnt, hoff, hdst, pa, pb, pterm, hzero, upper, lower,
+                  work, data):
     """Hessian entries into data (nnz,) from the point's partials d1, d2 and first-order
-    adjoints adj (n_slots,); gval (gptr[-1],) is a work array."""
-    for r in range(n_in):
-        if gptr[r + 1] > gptr[r]:
-            gval[gptr[r]] = 1.0
-    for i in need_ops:
-        s = n_in + i
-        g0 = gptr[s]
-        for u in range(g0, gptr[s + 1]):
-            gval[u] = 0.0
-        m = mptr[i]
-        for e in range(eptr[i], eptr[i + 1]):
-            t = arg[e]
-            de = d1[e]
-            for u in range(gptr[t], gptr[t + 1]):
-                gval[g0 + gmap[m]] += de * gval[u]
-                m += 1
-    data[:] = 0.0
-    for i in term_ops:
-        a = adj[n_in + i]
-        if a == 0.0:
-            continue
-        for t in range(tptr[i], tptr[i + 1]):
-            c = a * d2[t]
-            for k in range(pptr[t], pptr[t + 1]):
-                data[pair_t[k]] += (c * pair_m[k]) * gval[pair_a[k]] * gval[pair_b[k]]
+    adjoints adj (n_slots,); work (n_gval + len(term_t),) is scratch."""
+    gval = work[:n_gval]
+    c = work[n_gval:n_gval + term_t.shape[0]]
+    gval[:g_in] = 1.0
+    for g in range(ggptr.shape[0] - 1):
+        m0 = ggptr[g]
+        m1 = ggptr[g + 1]
+        cnt = gcnt[g]
+        o = goff[g] - m0 * cnt  # operands of position m from o + m * cnt
+        if cnt == 1:
+            if glevel[g] == 1:  # one input operand: its gradient entry is 1
+                for m in range(m0, m1):
+                    gval[gdst[m]] = d1[gedge[o + m]]
+            else:
+                for m in range(m0, m1):
+                    gval[gdst[m]] = d1[gedge[o + m]] * gval[gsrc[o + m]]
+        elif cnt == 2:
+            for m in range(m0, m1):
+                k = o + 2 * m
+                gval[gdst[m]] = d1[gedge[k]] * gval[gsrc[k]] + d1[gedge[k + 1]] * gval[gsrc[k + 1]]
+        else:
+            for m in range(m0, m1):
+                acc = 0.0
+                for k in range(o + m * cnt, o + (m + 1) * cnt):
+                    acc += d1[gedge[k]] * gval[gsrc[k]]
+                gval[gdst[m]] = acc
+    for q in range(term_t.shape[0]):
+        a = adj[n_in + term_op[q]]
+        c[q] = 0.0 if a == 0.0 else a * d2[term_t[q]]  # no 0 * inf from a dead branch
+    for h in hzero:
+        data[h] = 0.0
+    for g in range(hgptr.shape[0] - 1):
+        m0 = hgptr[g]
+        m1 = hgptr[g + 1]
+        cnt = hcnt[g]
+        o = hoff[g] - m0 * cnt
+        if cnt == 1:
+            for m in range(m0, m1):
+                k = o + m
+                data[hdst[m]] = c[pterm[k]] * gval[pa[k]] * gval[pb[k]]
+        elif cnt == 2:
+            for m in range(m0, m1):
+                k = o + 2 * m
+                data[hdst[m]] = (c[pterm[k]] * gval[pa[k]] * gval[pb[k]]
+                                 + c[pterm[k + 1]] * gval[pa[k + 1]] * gval[pb[k + 1]])
+        else:
+            for m in range(m0, m1):
+                acc = 0.0
+                for k in range(o + m * cnt, o + (m + 1) * cnt):
+                    acc += c[pterm[k]] * gval[pa[k]] * gval[pb[k]]
+                data[hdst[m]] = acc
     for k in range(upper.shape[0]):
         data[upper[k]] = data[lower[k]]

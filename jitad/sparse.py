@@ -193,8 +193,8 @@ class HessianPlan:
         p = self.pattern
         budget = 8 * (tape.n_slots + tape.arg.shape[0] + tape.ta.shape[0]) + 4 * p.nnz
         maps = direct.direct_plan(*_tape_args(tape), p.indptr, p.indices, budget)
-        # empty gptr: over budget; the pair arrays index gval and data with int32
-        if maps[1].shape[0] > 0 and max(maps[1][-1], p.nnz) < np.iinfo(np.int32).max:
+        # empty ggptr: over budget; the programs index gval and the terms with int32
+        if maps[2].shape[0] > 0 and max(maps[1], maps[9].shape[0]) < np.iinfo(np.int32).max:
             self.direct = maps
         self.direct_seconds = time.perf_counter() - t0
 
@@ -218,10 +218,9 @@ class HessianPlan:
         if self.direct is not None:
             _, d1, d2, adj = tape._adjoints(x, tape._weights(w))
             d = self.direct
-            gval = workspace.buffer("sp_gval", (d[1][-1],))
+            work = workspace.buffer("sp_direct", (d[1] + d[9].shape[0],))
             data = np.empty(self.pattern.nnz)
-            direct.direct_values(tape.eptr, tape.arg, d1, tape.tptr, d2, tape.n_inputs, adj,
-                                 *d, gval, data)
+            direct.direct_values(d1, d2, tape.n_inputs, adj, *d, work, data)
             return data
         if not self.compressed:
             H = tape._dense_hessian(x, w)
