@@ -14,7 +14,7 @@ from numba import njit
 
 from . import opcodes as oc
 from . import sweeps
-from .rules import binary_rule, unary_rule
+from .rules import binary_rule, multiply_partials, square_partials, unary_rule
 from .runs import BLOCK, ELEM, SAME_COEF, SAME_PARAM
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
@@ -88,11 +88,46 @@ def _lin_any(y, pp, cc, val, n, E, b0, s0, b1, s1):
         y[:] = pp
 
 
+_MUL_VV = oc.binary_code("multiply", oc.VV)
+_POW_VC = oc.binary_code("power", oc.VC)
+_SQUARE = oc.UNARY_CODE["square"]
+
+
 @_jit
-def _elem_forward(c, param, eptr, coef, tptr, n_in, partials, val, d1, d2, i0, i1, b0, s0,
-                  b1, s1, fl, p, c0, c1):
+def _multiply_run(val, y, n, b0, b1, partials, d1, d2, e0, t0):
+    """A run of a * b over contiguous operands: no rule dispatch, so LLVM vectorises it."""
+    x0 = val[b0:b0 + n]
+    x1 = val[b1:b1 + n]
+    for k in range(n):
+        y[k] = x0[k] * x1[k]
+    if partials:
+        for k in range(n):
+            da, db, dab = multiply_partials(x0[k], x1[k])
+            d1[e0 + 2 * k] = da
+            d1[e0 + 2 * k + 1] = db
+            d2[t0 + k] = dab
+
+
+@_jit
+def _square_run(val, y, n, b0, partials, d1, d2, e0, t0):
+    """A run of x**2 (np.square, or power with the shared exponent 2) over contiguous
+    operands: one edge and one term per op."""
+    x0 = val[b0:b0 + n]
+    for k in range(n):
+        y[k] = x0[k] * x0[k]
+    if partials:
+        for k in range(n):
+            d, dd = square_partials(x0[k])
+            d1[e0 + k] = d
+            d2[t0 + k] = dd
+
+
+@_jit
+def _elem_forward(c, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, i0, i1, b0,
+                  s0, b1, s1, fl, p, c0, c1):
     """An ELEM run: ops i0..i1-1 of code c, operand p of op i0+k at slot b_p + k*s_p; fl are
-    its SAME_* flags with the shared param p and coefficients c0, c1."""
+    its SAME_* flags with the shared param p and coefficients c0, c1. lin_d1: write the
+    partials of LIN ops too (they are their coefficients)."""
     n = i1 - i0
     e0 = eptr[i0]
     E = eptr[i0 + 1] - e0
@@ -105,8 +140,12 @@ def _elem_forward(c, param, eptr, coef, tptr, n_in, partials, val, d1, d2, i0, i
             _lin_same(y, val, n, E, b0, s0, b1, s1, p, c0, c1)
         else:
             _lin_any(y, param[i0:i1], coef[e0:e0 + n * E], val, n, E, b0, s0, b1, s1)
-        if partials:
+        if lin_d1:
             d1[e0:e0 + n * E] = coef[e0:e0 + n * E]
+    elif c == _MUL_VV and s0 == 1 and s1 == 1:
+        _multiply_run(val, y, n, b0, b1, partials, d1, d2, e0, t0)
+    elif s0 == 1 and (c == _SQUARE or c == _POW_VC and (fl & SAME_PARAM) != 0 and p == 2.0):
+        _square_run(val, y, n, b0, partials, d1, d2, e0, t0)
     elif c >= oc.BINARY_BASE:
         mode = (c - oc.BINARY_BASE) % 3
         wa = partials and mode != oc.CV
@@ -150,7 +189,7 @@ def _elem_forward(c, param, eptr, coef, tptr, n_in, partials, val, d1, d2, i0, i
 
 
 @_jit
-def _block_forward(param, eptr, coef, n_in, partials, val, d1, i0, i1, b, s):
+def _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, i0, i1, b, s):
     """A BLOCK run: LIN op i0+k sums coef * x over slots b + k*s + j, j < E (sum, mat-vec)."""
     e0 = eptr[i0]
     E = eptr[i0 + 1] - e0
@@ -162,26 +201,31 @@ def _block_forward(param, eptr, coef, n_in, partials, val, d1, i0, i1, b, s):
         for j in range(E):
             v += ck[j] * xk[j]
         val[o + k] = v
-    if partials:
+    if lin_d1:
         d1[e0:e0 + (i1 - i0) * E] = coef[e0:e0 + (i1 - i0) * E]
 
 
 @_jit
-def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, val, d1, d2, seg, kind,
-            base, stride, flags, const):
+def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, val, d1, d2,
+            seg, kind, base, stride, flags, const):
     """`sweeps.forward` over a run plan (`runs.Plan.arrays`): the same values in val
-    (n_slots,) and, with `partials`, the same d1 (n_edges,) and d2 (n_terms,)."""
+    (n_slots,) and, with `partials`, the same d1 (n_edges,) and d2 (n_terms,).
+
+    lin_ready: d1 already holds the partials of the LIN runs (their coefficients, the same at
+    every point) from an earlier sweep into the same array; they are the bulk of the edges of
+    array code, and not writing them again halves the memory traffic of the sweep."""
+    lin_d1 = partials and not lin_ready
     val[:n_in] = x
     for r in range(kind.shape[0]):
         i0 = seg[r]
         i1 = seg[r + 1]
         kr = kind[r]
         if kr == ELEM:
-            _elem_forward(code[i0], param, eptr, coef, tptr, n_in, partials, val, d1, d2, i0, i1,
-                          base[r, 0], stride[r, 0], base[r, 1], stride[r, 1], flags[r],
+            _elem_forward(code[i0], param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2,
+                          i0, i1, base[r, 0], stride[r, 0], base[r, 1], stride[r, 1], flags[r],
                           const[r, 0], const[r, 1], const[r, 2])
         elif kr == BLOCK:
-            _block_forward(param, eptr, coef, n_in, partials, val, d1, i0, i1, base[r, 0],
+            _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, i0, i1, base[r, 0],
                            stride[r, 0])
         else:
             _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0, i1)

@@ -180,17 +180,18 @@ class Tape:
             if plan is not None:
                 # two calls, not one fused kernel: a fused one doubles the compile time
                 self._forward(x, True, val, d1, d2)
-                from . import run_sweeps
-                run_sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE, adj,
-                                    self.code, *plan.arrays)
+                plan.kernels.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, _ONE,
+                                      adj, self.code, *plan.arrays)
                 y = val[self.out[0]]
             elif self._guarded:
+                ws.lin_owner = self._uid  # these write every partial of this tape into d1
                 y, g = guard_sweeps.value_and_gradient(self.code, self.param, self.eptr,
                                                        self.arg, self.coef, self.tptr,
                                                        self.n_inputs, x, self.out, val, d1, d2,
                                                        adj, *self._guard_pack)
                 self._check(g)
             else:
+                ws.lin_owner = self._uid
                 y = sweeps.value_and_gradient(self.code, self.param, self.eptr, self.arg,
                                               self.coef, self.tptr, self.n_inputs, x, self.out,
                                               val, d1, d2, adj)
@@ -305,9 +306,8 @@ class Tape:
                 sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
                             self.n_inputs, adj, V[:, 0], dot, bar)
             else:
-                from . import run_sweeps
-                run_sweeps.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
-                                self.n_inputs, adj, V[:, 0], dot, bar, *plan.arrays[:4])
+                plan.kernels.hvp1(self.eptr, self.arg, d1, self.tptr, self.ta, self.tb, d2,
+                                  self.n_inputs, adj, V[:, 0], dot, bar, *plan.arrays[:4])
             return bar[: self.n_inputs].copy()
         return np.ascontiguousarray(self._hvp_rows(x, w, V, False, V.shape[1]).T)
 
@@ -463,8 +463,9 @@ class Tape:
         return summary(self)
 
     # ---------------------------------------------------------------- run plan (runs.py)
-    # The run kernels (run_sweeps.py) are imported on first use: tapes that never use a plan
-    # (small ones, scalar loops) do not load them, which keeps import and tiny calls as before.
+    # The run kernels (run_sweeps.py) are imported on first use (kept as plan.kernels): tapes
+    # that never use a plan (small ones, scalar loops) do not load them, which keeps import and
+    # tiny calls as before.
     _plan = False  # not built yet
 
     def _runs(self):
@@ -478,6 +479,9 @@ class Tape:
                                   self.tptr, self.n_inputs)
                 if not plan.worthwhile():
                     plan = None
+                else:
+                    from . import run_sweeps
+                    plan.kernels = run_sweeps
             self._plan = plan
         return plan
 
@@ -487,6 +491,8 @@ class Tape:
         d2 are this thread's point arrays, whose cache key is dropped first)."""
         plan = self._runs()
         if plan is None:
+            if point and partials:  # the per-op sweeps write every partial of this tape
+                workspace.local().lin_owner = self._uid
             if self._guarded:  # one compiled call: forward sweep and guard check
                 self._check(guard_sweeps.forward(self.code, self.param, self.eptr, self.arg,
                                                  self.coef, self.tptr, self.n_inputs, x,
@@ -496,9 +502,13 @@ class Tape:
             sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
                            self.n_inputs, x, partials, val, d1, d2)
             return
-        from . import run_sweeps
-        run_sweeps.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
-                           self.n_inputs, x, partials, val, d1, d2, *plan.arrays)
+        # the point arrays' d1 keeps the LIN partials of the tape that last wrote it
+        ws = workspace.local()
+        lin_ready = point and ws.lin_owner == self._uid
+        plan.kernels.forward(self.code, self.param, self.eptr, self.arg, self.coef, self.tptr,
+                             self.n_inputs, x, partials, lin_ready, val, d1, d2, *plan.arrays)
+        if point and partials:
+            ws.lin_owner = self._uid
         if self._guarded:
             self._check(guard_sweeps.check(val, *self._guard_pack), point)
 
@@ -508,6 +518,5 @@ class Tape:
         if plan is None:
             sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj)
         else:
-            from . import run_sweeps
-            run_sweeps.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj,
-                                self.code, *plan.arrays)
+            plan.kernels.reverse1(self.eptr, self.arg, d1, self.n_inputs, self.out, w, adj,
+                                  self.code, *plan.arrays)

@@ -15,6 +15,7 @@ class _Local(threading.local):
         self.bufs = {}
         self.point_key = None  # (tape uid, x bytes) whose values/partials are in the point arrays
         self.views = {}  # tape uid -> (val, d1, d2, adj) views into bufs, dropped when bufs grow
+        self.lin_owner = None  # tape uid whose LIN partials (constants) the d1 buffer holds
 
 
 _local = _Local()
@@ -39,6 +40,7 @@ def buffer(name, shape, dtype=np.float64, zero=False):
         _local.views.clear()
         if name in ("val", "d1", "d2"):
             _local.point_key = None
+            _local.lin_owner = None
     return a[:size].reshape(shape)
 
 
@@ -62,3 +64,4 @@ def clear():
     _local.bufs.clear()
     _local.views.clear()
     _local.point_key = None
+    _local.lin_owner = None

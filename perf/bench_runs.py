@@ -57,20 +57,20 @@ def bench(p):
 
     def fwd(use_plan, val):
         if use_plan and uses_plan:
-            run_sweeps.forward(*head, False, val, val[:0], val[:0], *plan.arrays)
+            run_sweeps.forward(*head, False, False, val, val[:0], val[:0], *plan.arrays)
         else:
             sweeps.forward(*head, False, val, val[:0], val[:0])
 
-    def grad(use_plan, val, d1, d2, adj):
-        if use_plan and uses_plan:  # as Tape.value_and_gradient does
-            run_sweeps.forward(*head, True, val, d1, d2, *plan.arrays)
+    def grad(use_plan, val, d1, d2, adj, lin_ready=True):
+        if use_plan and uses_plan:  # as Tape.value_and_gradient does (LIN partials kept in d1)
+            run_sweeps.forward(*head, True, lin_ready, val, d1, d2, *plan.arrays)
             run_sweeps.reverse1(tape.eptr, tape.arg, d1, tape.n_inputs, tape.out, _ONE, adj,
                                 tape.code, *plan.arrays)
             return val[tape.out[0]]
         return sweeps.value_and_gradient(*head, tape.out, val, d1, d2, adj)
 
     for use_plan, a in zip((False, True), arrays):
-        grad(use_plan, *a)
+        grad(use_plan, *a, lin_ready=False)
     for r, q in zip(arrays[0], arrays[1]):
         assert np.array_equal(r, q), "run sweeps differ from per-op sweeps"
     row = {"problem": f"{p.name} n={p.n}", "ops": len(tape), "plan": plan, "t_plan": t_plan,

@@ -40,13 +40,13 @@ def sweep_both(tape, plan, x, w):
         d2 = np.full(tape.ta.shape[0], np.nan)
         adj = np.full(tape.n_slots, np.nan)
         args = (tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.n_inputs,
-                x, True, val, d1, d2)
+                x, True)
         if use_plan:
-            run_sweeps.forward(*args, *plan.arrays)
+            run_sweeps.forward(*args, False, val, d1, d2, *plan.arrays)
             run_sweeps.reverse1(tape.eptr, tape.arg, d1, tape.n_inputs, tape.out, w, adj,
                                 tape.code, *plan.arrays)
         else:
-            sweeps.forward(*args)
+            sweeps.forward(*args, val, d1, d2)
             sweeps.reverse1(tape.eptr, tape.arg, d1, tape.n_inputs, tape.out, w, adj)
         results.append((val, d1, d2, adj))
     return results
@@ -76,8 +76,21 @@ def assert_same_sweeps(tape, plan, x, w=None):
     # value-only forward as well
     val = np.full(tape.n_slots, np.nan)
     run_sweeps.forward(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
-                       tape.n_inputs, x, False, val, val[:0], val[:0], *plan.arrays)
+                       tape.n_inputs, x, False, False, val, val[:0], val[:0], *plan.arrays)
     np.testing.assert_array_equal(val, ref[0])
+    # with the LIN partials left in d1 by the first sweep, a second one at another point
+    # writes only the others, and d1 ends up as a full sweep's at that point
+    d1 = ref[1].copy()
+    d2 = np.full(tape.ta.shape[0], np.nan)
+    x2 = x + 0.25
+    run_sweeps.forward(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
+                       tape.n_inputs, x2, True, True, val, d1, d2, *plan.arrays)
+    full = [np.full(tape.n_slots, np.nan), np.full(tape.arg.shape[0], np.nan),
+            np.full(tape.ta.shape[0], np.nan)]
+    sweeps.forward(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
+                   tape.n_inputs, x2, True, *full)
+    for name, a, b in zip(("values", "d1", "d2"), full, (val, d1, d2)):
+        np.testing.assert_array_equal(b, a, err_msg=f"{name} with the LIN partials kept")
 
 
 def kinds(plan):
@@ -225,6 +238,29 @@ def test_tape_uses_the_plan_and_matches_hand_written_gradients():
         h = 1e-5
         fd = (p.ref_grad(x + h * v, *p.ref_args) - p.ref_grad(x - h * v, *p.ref_args)) / (2 * h)
         np.testing.assert_allclose(tape.hvp(x, v), fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+
+
+def test_tapes_sharing_the_point_arrays_keep_their_own_linear_partials():
+    # The LIN partials stay in this thread's d1 between gradients of one tape; other tapes
+    # (with and without a run plan, guarded or not) write the same buffer in between.
+    a, b = problems.rosenbrock_problem(300), problems.logistic_problem(400, 9)
+    small = problems.rosenbrock_problem(20)
+    ta, tb, ts = (jitad.record(p.func, *p.args) for p in (a, b, small))
+
+    def branchy(x):
+        return np.sum((3.0 * x) ** 2) if x[0] > 0 else np.sum(x)
+
+    tg = jitad.record(branchy, np.linspace(0.5, 1.5, 1200))
+    assert ta._runs() is not None and tb._runs() is not None and ts._runs() is None
+    assert tg.n_guards == 1 and tg._runs() is not None
+    for k in range(3):
+        for p, tape in ((a, ta), (b, tb), (small, ts)):
+            x = p.points(3)[k]
+            ref = p.ref_grad(x, *p.ref_args)
+            np.testing.assert_allclose(tape.gradient(x), ref, rtol=1e-10,
+                                       atol=1e-10 * np.abs(ref).max())
+        xg = np.linspace(0.5, 1.5, 1200) + 0.1 * k
+        np.testing.assert_allclose(tg.gradient(xg), 18.0 * xg, rtol=1e-14)
 
 
 PERF_PROBLEMS = {  # perf/problems.py at sizes that keep the suite fast (10^5 -> 2 * 10^4)
