@@ -18,7 +18,7 @@ of those programs, which `sparse.py` checks against a budget before building the
 prefix chain would make them quadratic).
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .coloring import position as _position
 from .sparsity import _sets_sweep, live_ops
@@ -269,60 +269,102 @@ def _grouped(ptr, level, skip):
 
 
 @_jit
+def _chunk(m0, m1, part, n_parts):
+    """Positions m0..m1-1 split into n_parts contiguous chunks: the bounds of chunk `part`."""
+    n = m1 - m0
+    return m0 + n * part // n_parts, m0 + n * (part + 1) // n_parts
+
+
+@_jit
+def _gradient_group(d1, ggptr, glevel, gcnt, goff, gdst, gsrc, gedge, gval, g, part, n_parts):
+    """Entries of gradient group g (its chunk `part` of n_parts): gval[dst] = sum d1 * gval."""
+    m0, m1 = _chunk(ggptr[g], ggptr[g + 1], part, n_parts)
+    cnt = gcnt[g]
+    o = goff[g] - ggptr[g] * cnt  # operands of position m from o + m * cnt
+    if cnt == 1:
+        if glevel[g] == 1:  # one input operand: its gradient entry is 1
+            for m in range(m0, m1):
+                gval[gdst[m]] = d1[gedge[o + m]]
+        else:
+            for m in range(m0, m1):
+                gval[gdst[m]] = d1[gedge[o + m]] * gval[gsrc[o + m]]
+    elif cnt == 2:
+        for m in range(m0, m1):
+            k = o + 2 * m
+            gval[gdst[m]] = d1[gedge[k]] * gval[gsrc[k]] + d1[gedge[k + 1]] * gval[gsrc[k + 1]]
+    else:
+        for m in range(m0, m1):
+            acc = 0.0
+            for k in range(o + m * cnt, o + (m + 1) * cnt):
+                acc += d1[gedge[k]] * gval[gsrc[k]]
+            gval[gdst[m]] = acc
+
+
+@_jit
+def _term_weights(d2, n_in, adj, term_t, term_op, c, part, n_parts):
+    """c[q] = adjoint of term q's op * its d2 (chunk `part` of n_parts)."""
+    q0, q1 = _chunk(0, term_t.shape[0], part, n_parts)
+    for q in range(q0, q1):
+        a = adj[n_in + term_op[q]]
+        c[q] = 0.0 if a == 0.0 else a * d2[term_t[q]]  # no 0 * inf from a dead branch
+
+
+@_jit
+def _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, c, gval, data, g, part, n_parts):
+    """Entries of Hessian group g (chunk `part` of n_parts): data[dst] = sum c * gval * gval."""
+    m0, m1 = _chunk(hgptr[g], hgptr[g + 1], part, n_parts)
+    cnt = hcnt[g]
+    o = hoff[g] - hgptr[g] * cnt
+    if cnt == 1:
+        for m in range(m0, m1):
+            k = o + m
+            data[hdst[m]] = c[pterm[k]] * gval[pa[k]] * gval[pb[k]]
+    elif cnt == 2:
+        for m in range(m0, m1):
+            k = o + 2 * m
+            data[hdst[m]] = (c[pterm[k]] * gval[pa[k]] * gval[pb[k]]
+                             + c[pterm[k + 1]] * gval[pa[k + 1]] * gval[pb[k + 1]])
+    else:
+        for m in range(m0, m1):
+            acc = 0.0
+            for k in range(o + m * cnt, o + (m + 1) * cnt):
+                acc += c[pterm[k]] * gval[pa[k]] * gval[pb[k]]
+            data[hdst[m]] = acc
+
+
+@njit(cache=True, error_model="numpy", nogil=True, parallel=True)
 def direct_values(d1, d2, n_in, adj, g_in, n_gval, ggptr, glevel, gcnt, goff, gdst, gsrc, gedge,
                   term_t, term_op, hgptr, hcnt, hoff, hdst, pa, pb, pterm, hzero, upper, lower,
-                  work, data):
+                  work, data, n_parts):
     """Hessian entries into data (nnz,) from the point's partials d1, d2 and first-order
-    adjoints adj (n_slots,); work (n_gval + len(term_t),) is scratch."""
+    adjoints adj (n_slots,); work (n_gval + len(term_t),) is scratch. The entries of a group
+    are independent of each other, so each group is split into n_parts chunks run by threads
+    (a group waits for the groups before it); n_parts = 1 runs in the calling thread."""
     gval = work[:n_gval]
     c = work[n_gval:n_gval + term_t.shape[0]]
     gval[:g_in] = 1.0
-    for g in range(ggptr.shape[0] - 1):
-        m0 = ggptr[g]
-        m1 = ggptr[g + 1]
-        cnt = gcnt[g]
-        o = goff[g] - m0 * cnt  # operands of position m from o + m * cnt
-        if cnt == 1:
-            if glevel[g] == 1:  # one input operand: its gradient entry is 1
-                for m in range(m0, m1):
-                    gval[gdst[m]] = d1[gedge[o + m]]
-            else:
-                for m in range(m0, m1):
-                    gval[gdst[m]] = d1[gedge[o + m]] * gval[gsrc[o + m]]
-        elif cnt == 2:
-            for m in range(m0, m1):
-                k = o + 2 * m
-                gval[gdst[m]] = d1[gedge[k]] * gval[gsrc[k]] + d1[gedge[k + 1]] * gval[gsrc[k + 1]]
-        else:
-            for m in range(m0, m1):
-                acc = 0.0
-                for k in range(o + m * cnt, o + (m + 1) * cnt):
-                    acc += d1[gedge[k]] * gval[gsrc[k]]
-                gval[gdst[m]] = acc
-    for q in range(term_t.shape[0]):
-        a = adj[n_in + term_op[q]]
-        c[q] = 0.0 if a == 0.0 else a * d2[term_t[q]]  # no 0 * inf from a dead branch
+    n_g = ggptr.shape[0] - 1
+    n_h = hgptr.shape[0] - 1
+    if n_parts == 1:  # no parallel regions: each costs microseconds even with one part
+        for g in range(n_g):
+            _gradient_group(d1, ggptr, glevel, gcnt, goff, gdst, gsrc, gedge, gval, g, 0, 1)
+        _term_weights(d2, n_in, adj, term_t, term_op, c, 0, 1)
+    else:
+        for g in range(n_g):
+            for part in prange(n_parts):
+                _gradient_group(d1, ggptr, glevel, gcnt, goff, gdst, gsrc, gedge, gval, g, part,
+                                n_parts)
+        for part in prange(n_parts):
+            _term_weights(d2, n_in, adj, term_t, term_op, c, part, n_parts)
     for h in hzero:
         data[h] = 0.0
-    for g in range(hgptr.shape[0] - 1):
-        m0 = hgptr[g]
-        m1 = hgptr[g + 1]
-        cnt = hcnt[g]
-        o = hoff[g] - m0 * cnt
-        if cnt == 1:
-            for m in range(m0, m1):
-                k = o + m
-                data[hdst[m]] = c[pterm[k]] * gval[pa[k]] * gval[pb[k]]
-        elif cnt == 2:
-            for m in range(m0, m1):
-                k = o + 2 * m
-                data[hdst[m]] = (c[pterm[k]] * gval[pa[k]] * gval[pb[k]]
-                                 + c[pterm[k + 1]] * gval[pa[k + 1]] * gval[pb[k + 1]])
-        else:
-            for m in range(m0, m1):
-                acc = 0.0
-                for k in range(o + m * cnt, o + (m + 1) * cnt):
-                    acc += c[pterm[k]] * gval[pa[k]] * gval[pb[k]]
-                data[hdst[m]] = acc
+    if n_parts == 1:
+        for g in range(n_h):
+            _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, c, gval, data, g, 0, 1)
+    else:
+        for g in range(n_h):
+            for part in prange(n_parts):
+                _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, c, gval, data, g, part,
+                               n_parts)
     for k in range(upper.shape[0]):
         data[upper[k]] = data[lower[k]]

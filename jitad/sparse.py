@@ -17,10 +17,12 @@ cannot pay (dense patterns), the plan says so and values come from the dense swe
 """
 import time
 
+import numba
 import numpy as np
 
 from . import coloring, direct, sparsity, sweeps, workspace
 from . import opcodes as oc
+from .threads import parallel
 
 # `Tape.hessian` tries the sparse plan from this many inputs on. Below it a dense Hessian is
 # a few blocks of directions, and on dense problems of that size (Lennard-Jones 30, n = 90)
@@ -28,6 +30,9 @@ from . import opcodes as oc
 AUTO_MIN_N = 128
 # ... and takes it when the colouring has at most this fraction of n colours.
 AUTO_MAX_COLOR_FRACTION = 0.5
+# Direct Hessian programs with at least this many gradient entries and products run on all
+# threads (each parallel group costs a few microseconds to start; measured on Rosenbrock).
+DIRECT_PARALLEL_WORK = 500_000
 # Colourings up to this many colours run as one sweep of exactly that width.
 BLOCK = 32
 # Patterns with more than this fraction of n^2 entries are not coloured (dense).
@@ -220,7 +225,12 @@ class HessianPlan:
             d = self.direct
             work = workspace.buffer("sp_direct", (d[1] + d[9].shape[0],))
             data = np.empty(self.pattern.nnz)
-            direct.direct_values(d1, d2, tape.n_inputs, adj, *d, work, data)
+            threads = numba.get_num_threads()
+            if threads > 1 and d[6].shape[0] + d[15].shape[0] >= DIRECT_PARALLEL_WORK:
+                parallel(direct.direct_values, d1, d2, tape.n_inputs, adj, *d, work, data,
+                         threads)
+            else:
+                direct.direct_values(d1, d2, tape.n_inputs, adj, *d, work, data, 1)
             return data
         if not self.compressed:
             H = tape._dense_hessian(x, w)

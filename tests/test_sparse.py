@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import jitad
 from jitad import coloring, direct, sparse, sparsity
+from jitad.threads import parallel
 from fdcheck import fd_hessian, fd_jacobian
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -320,6 +321,29 @@ def test_plan_is_built_once_and_reused(monkeypatch):
 
 
 # ------------------------------------------------------------------ Jacobians
+@pytest.mark.parametrize("f", [banded, arrow, block_diagonal])
+def test_direct_values_split_over_threads_are_the_same(f):
+    # each group of the direct programs split into chunks (threads): the same entries, bitwise
+    x = np.linspace(0.3, 1.7, 204)
+    tape = jitad.record(f, x)
+    plan = tape.hessian_plan()
+    assert plan.method == "direct"
+    x = x[::-1].copy()
+    _, d1, d2, adj = tape._adjoints(x, np.ones(1))
+    d = plan.direct
+    results = []
+    for n_parts in (1, 2, 3, 7):
+        data = np.full(plan.pattern.nnz, np.nan)
+        work = np.full(d[1] + d[9].shape[0], np.nan)
+        parallel(direct.direct_values, d1, d2, tape.n_inputs, adj, *d, work, data, n_parts)
+        results.append(data)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    ref = tape.hessian(x)
+    np.testing.assert_allclose(sparse.SparseMatrix(plan.pattern, results[0]).toarray(), ref,
+                               rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+
+
 def banded_map(x):  # tridiagonal Jacobian
     y = -2.0 * x ** 2
     y[1:] = y[1:] + x[:-1]
