@@ -201,6 +201,7 @@ class HessianPlan:
         # empty ggptr: over budget; the programs index gval and the terms with int32
         if maps[2].shape[0] > 0 and max(maps[1], maps[9].shape[0]) < np.iinfo(np.int32).max:
             self.direct = maps
+            self._direct_work = maps[6].shape[0] + maps[15].shape[0]  # entries + products
         self.direct_seconds = time.perf_counter() - t0
 
     @property
@@ -225,8 +226,9 @@ class HessianPlan:
             d = self.direct
             work = workspace.buffer("sp_direct", (d[1] + d[9].shape[0],))
             data = np.empty(self.pattern.nnz)
-            threads = numba.get_num_threads()
-            if threads > 1 and d[6].shape[0] + d[15].shape[0] >= DIRECT_PARALLEL_WORK:
+            # (numba.get_num_threads costs microseconds: asked only for large programs)
+            threads = numba.get_num_threads() if self._direct_work >= DIRECT_PARALLEL_WORK else 1
+            if threads > 1:
                 parallel(direct.direct_values, d1, d2, tape.n_inputs, adj, *d, work, data,
                          threads)
             else:

@@ -122,16 +122,20 @@ class Tape:
         return self.n_inputs + self.code.shape[0]
 
     def _point(self, x):
-        """(val, d1, d2) at x: values and local partials, in this thread's work arrays.
+        """(val, d1, d2) at x: values and local partials, in this thread's work arrays."""
+        return self._point_arrays(x)[:3]
+
+    def _point_arrays(self, x):
+        """(val, d1, d2, adj) with values and local partials at x (adj unspecified).
 
         The latest point per thread is kept, so gradient-then-Hessian at one x runs the
         forward sweep once. The arrays are reused: never hand them to users.
         """
-        val, d1, d2, _ = self._arrays()
+        arrays = self._arrays()
         if not self._at_point(x):
-            self._forward(x, True, val, d1, d2)
+            self._forward(x, True, *arrays[:3])
             workspace.local().point_key = (self._uid, x.tobytes())
-        return val, d1, d2
+        return arrays
 
     def _arrays(self):
         return workspace.point_arrays(self._uid, self.n_slots, self.arg.shape[0],
@@ -153,10 +157,9 @@ class Tape:
 
     def _adjoints(self, x, w):
         """(val, d1, d2, adj): the point and first-order adjoints for output weights w (m,)."""
-        val, d1, d2 = self._point(x)
-        adj = self._arrays()[3]
-        self._reverse1(d1, w, adj)
-        return val, d1, d2, adj
+        arrays = self._point_arrays(x)
+        self._reverse1(arrays[1], w, arrays[3])
+        return arrays
 
     def value_and_gradient(self, x):
         """(y (), g (n,)) for a scalar-output tape."""
