@@ -47,8 +47,8 @@ class InteractionPlan:
             0.0, cost - float(lengths[tape.n_inputs:].sum()))
         self.use = self._cheaper_than_hvps(tape)
         self.one_call = not self.groups and self.scatter_cost < _SERIAL_WORK
-        self._args = (tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.ta,
-                      tape.tb, tape.n_inputs, tape.out)
+        self._args = (tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
+                      tape._uta, tape._utb, tape.n_inputs, tape._uout)
         if self.one_call and self.use:
             self._pack(tape)
 
@@ -107,7 +107,7 @@ class InteractionPlan:
 
         def make():
             rval = np.empty(nnz)
-            ik.constant_rows(tape.eptr, tape.coef, tape.n_inputs, self.kind, self.base,
+            ik.constant_rows(tape._ueptr, tape.coef, tape.n_inputs, self.kind, self.base,
                              self.rptr, rval)
             return tape._arrays() + (
                 workspace.buffer("ih_scale", (tape.n_slots,)),

@@ -409,12 +409,13 @@ def hessian_packed(code, ints, io, floats, fo, n_in, x, w, work, wo, iwork, H):
     ridx, term_ops, varies split at io;
     floats: param, coef at fo; work: val, d1, d2, adj, scale, rval, acc, rc, xc at wo; iwork:
     xa, xb): Numba's dispatch costs about as much per argument as a small Hessian's sweeps."""
-    eptr = ints[io[0]:io[1]]
-    arg = ints[io[1]:io[2]]
-    tptr = ints[io[2]:io[3]]
-    ta = ints[io[3]:io[4]]
-    tb = ints[io[4]:io[5]]
-    out = ints[io[5]:io[6]]
+    # the tape's index arrays as the other per-point kernels read them (Tape._ueptr, ...)
+    eptr = ints[io[0]:io[1]].view(np.uint32)
+    arg = ints[io[1]:io[2]].view(np.uint32)
+    tptr = ints[io[2]:io[3]].view(np.uint32)
+    ta = ints[io[3]:io[4]].view(np.uint32)
+    tb = ints[io[4]:io[5]].view(np.uint32)
+    out = ints[io[5]:io[6]].view(np.uint32)
     kind = ints[io[6]:io[7]]
     base = ints[io[7]:io[8]]
     rptr = ints[io[8]:io[9]]

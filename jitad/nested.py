@@ -108,10 +108,11 @@ def slot_values(rec):
         eptr = rec.eptr.view()[done:]
         tptr = rec.tptr.view()[done:]
         n0 = rec.n_in + done
+        u = np.uint32  # checked non-negative; as the Tape's kernels read them
         sweeps.forward(rec.code.view()[done:], rec.param.view()[done:],
-                       _index_array(eptr, "edge offsets"),
-                       _index_array(rec.arg.view(), "operand slots"), rec.coef.view(),
-                       _index_array(tptr, "term offsets"), n0, val[:n0], False, val,
+                       _index_array(eptr, "edge offsets").view(u),
+                       _index_array(rec.arg.view(), "operand slots").view(u), rec.coef.view(),
+                       _index_array(tptr, "term offsets").view(u), n0, val[:n0], False, val,
                        np.empty(0), np.empty(0))
         state[1] = n_ops
     return val[:rec.n_slots]

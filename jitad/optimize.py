@@ -194,8 +194,10 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
             if xin.shape != (n_in,):
                 raise ValueError(f"x must have shape ({n_in},), got {xin.shape}")
             with np.errstate(all="ignore"):
-                sweeps.forward(code[: last + 1], param[: last + 1], eptr[: last + 2], arg, coef,
-                               tptr[: last + 2], n_in, xin, False, val, val[:0], val[:0])
+                u = np.uint32  # as the Tape's kernels read them: one compiled forward sweep
+                sweeps.forward(code[: last + 1], param[: last + 1], eptr[: last + 2].view(u),
+                               arg.view(u), coef, tptr[: last + 2].view(u), n_in, xin, False,
+                               val, val[:0], val[:0])
         n_edges, n_terms = arg.shape[0], ta.shape[0]
         # the folded tape is an intermediate (compact copies the live ops out): work buffers
         b = workspace.buffer

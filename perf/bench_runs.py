@@ -53,7 +53,9 @@ def bench(p):
     n_slots, n_edges, n_terms = tape.n_slots, tape.arg.shape[0], tape.ta.shape[0]
     arrays = [(np.empty(n_slots), np.empty(n_edges), np.empty(n_terms), np.empty(n_slots))
               for _ in range(2)]
-    head = (tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.n_inputs, x)
+    # the unsigned index views the Tape hands its per-point kernels
+    head = (tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
+            tape.n_inputs, x)
 
     def fwd(use_plan, val):
         if use_plan and uses_plan:
@@ -64,10 +66,10 @@ def bench(p):
     def grad(use_plan, val, d1, d2, adj, lin_ready=True):
         if use_plan and uses_plan:  # as Tape.value_and_gradient does (LIN partials kept in d1)
             run_sweeps.forward(*head, True, lin_ready, val, d1, d2, *plan.arrays)
-            run_sweeps.reverse1(tape.eptr, tape.arg, d1, tape.n_inputs, tape.out, _ONE, adj,
-                                tape.code, *plan.arrays)
+            run_sweeps.reverse1(tape._ueptr, tape._uarg, d1, tape.n_inputs, tape._uout, _ONE,
+                                adj, tape.code, *plan.arrays)
             return val[tape.out[0]]
-        return sweeps.value_and_gradient(*head, tape.out, val, d1, d2, adj)
+        return sweeps.value_and_gradient(*head, tape._uout, val, d1, d2, adj)
 
     for use_plan, a in zip((False, True), arrays):
         grad(use_plan, *a, lin_ready=False)

@@ -57,22 +57,6 @@ def assert_same_sweeps(tape, plan, x, w=None):
     ref, got = sweep_both(tape, plan, x, w)
     for name, a, b in zip(("values", "d1", "d2", "adjoints"), ref, got):
         np.testing.assert_array_equal(b, a, err_msg=f"run sweep {name} differ from per-op")
-    # single-direction HVP (tangent, then second-order reverse) over the plan
-    _, d1, d2, adj = ref
-    v = np.cos(np.arange(tape.n_inputs) * 1.3 + 0.1)
-    hv = []
-    for use_plan in (False, True):
-        dot = np.full(tape.n_slots, np.nan)
-        bar = np.full(tape.n_slots, np.nan)
-        args = (tape.eptr, tape.arg, d1, tape.tptr, tape.ta, tape.tb, d2, tape.n_inputs, adj, v,
-                dot, bar)
-        if use_plan:
-            run_sweeps.hvp1(*args, *plan.arrays[:4])
-        else:
-            sweeps.hvp1(*args)
-        hv.append((dot, bar))
-    np.testing.assert_array_equal(hv[1][0], hv[0][0], err_msg="run tangents differ")
-    np.testing.assert_array_equal(hv[1][1], hv[0][1], err_msg="run HVP differs")
     # value-only forward as well
     val = np.full(tape.n_slots, np.nan)
     run_sweeps.forward(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
