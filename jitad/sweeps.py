@@ -437,26 +437,27 @@ def symmetrize(H, tile):
 @_jit
 def transpose(eptr, arg, tptr, ta, tb, n_slots):
     """The tape read backwards for the pulling `hvp` (counting sorts, one pass each):
-    (cptr, cedge, eop, rptr, rterm, rpartner, rop) as int32 arrays, see `Tape._transposed`."""
+    (cptr, cedge, eop, rptr, rterm, rpartner, rop) as uint32 arrays (read unsigned: see
+    CONTRIBUTING, "Unsigned indices"), see `Tape._transposed`."""
     n_ops = eptr.shape[0] - 1
     n_edges = arg.shape[0]
     n_terms = ta.shape[0]
-    eop = np.empty(n_edges, np.int32)
+    eop = np.empty(n_edges, np.uint32)
     for i in range(n_ops):
         for e in range(eptr[i], eptr[i + 1]):
             eop[e] = i
-    cptr = np.zeros(n_slots + 1, np.int32)
+    cptr = np.zeros(n_slots + 1, np.uint32)
     for e in range(n_edges):
         cptr[arg[e] + 1] += 1
     for s in range(n_slots):
         cptr[s + 1] += cptr[s]
     fill = cptr[:n_slots].copy()
-    cedge = np.empty(n_edges, np.int32)
+    cedge = np.empty(n_edges, np.uint32)
     for e in range(n_edges):
         s = arg[e]
         cedge[fill[s]] = e
         fill[s] += 1
-    rptr = np.zeros(n_slots + 1, np.int32)
+    rptr = np.zeros(n_slots + 1, np.uint32)
     for t in range(n_terms):
         rptr[arg[ta[t]] + 1] += 1
         if ta[t] != tb[t]:
@@ -464,9 +465,9 @@ def transpose(eptr, arg, tptr, ta, tb, n_slots):
     for s in range(n_slots):
         rptr[s + 1] += rptr[s]
     n_sides = rptr[n_slots]
-    rterm = np.empty(n_sides, np.int32)
-    rpartner = np.empty(n_sides, np.int32)
-    rop = np.empty(n_sides, np.int32)
+    rterm = np.empty(n_sides, np.uint32)
+    rpartner = np.empty(n_sides, np.uint32)
+    rop = np.empty(n_sides, np.uint32)
     fill = rptr[:n_slots].copy()
     for i in range(n_ops):
         for t in range(tptr[i], tptr[i + 1]):
