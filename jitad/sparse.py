@@ -250,8 +250,8 @@ class HessianPlan:
         dot = workspace.buffer("sp_dot", (ns, k))
         bar = workspace.buffer("sp_bar", (ns, k))
         acts = workspace.buffer("sp_act", (2, ns), np.uint8)
-        sweeps.hvp(tape._ueptr, tape._uarg, d1, d2, tape.n_inputs, adj, self.seed, dot, bar, acts[0],
-                   acts[1], tape._transposed())
+        sweeps.hvp(tape._ueptr, tape._uarg, d1, d2, tape.n_inputs, adj, self.seed, dot, bar,
+                   acts[0], acts[1], tape._transposed())
         # rows of bar with bact == 0 were not written: they are zero
         return np.where(acts[1][self.src_v] != 0, bar.reshape(-1)[self.source_k], 0.0)
 

@@ -229,8 +229,8 @@ class Tape:
         W, single = self._directions(w, self.n_outputs, "w", "row")
         val, d1, _ = self._point(x)
         adj = workspace.buffer("adjk", (self.n_slots, W.shape[0]))
-        sweeps.reverse(self._ueptr, self._uarg, d1, self.n_inputs, self._uout, np.ascontiguousarray(W),
-                       adj)
+        sweeps.reverse(self._ueptr, self._uarg, d1, self.n_inputs, self._uout,
+                       np.ascontiguousarray(W), adj)
         wJ = np.array(adj[: self.n_inputs, :].T)  # always a copy: adj is a reused work array
         return val[self.out], (wJ[0] if single else wJ)
 
@@ -299,7 +299,8 @@ class Tape:
         _, d1, d2, adj = self._adjoints(x, self._weights(w))
         out = np.empty((k, n))
         self._run_blocks(k, sweeps.hvp_chunk, sweeps.hvp_columns,
-                         (self._ueptr, self._uarg, d1, d2, self._transposed(), n, adj, V, unit, out),
+                         (self._ueptr, self._uarg, d1, d2, self._transposed(), n, adj, V, unit,
+                          out),
                          self._block_work(n, None, "dot", "bar", "act"))
         return out
 
@@ -512,8 +513,9 @@ class Tape:
         # the point arrays' d1 keeps the LIN partials of the tape that last wrote it
         ws = workspace.local()
         lin_ready = point and ws.lin_owner == self._uid
-        plan.kernels.forward(self.code, self.param, self._ueptr, self._uarg, self.coef, self._utptr,
-                             self.n_inputs, x, partials, lin_ready, val, d1, d2, *plan.arrays)
+        plan.kernels.forward(self.code, self.param, self._ueptr, self._uarg, self.coef,
+                             self._utptr, self.n_inputs, x, partials, lin_ready, val, d1, d2,
+                             *plan.arrays)
         if point and partials:
             ws.lin_owner = self._uid
         if self._guarded:

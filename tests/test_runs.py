@@ -32,22 +32,23 @@ def plan_of(tape, min_run=runs.MIN_RUN):
 
 
 def sweep_both(tape, plan, x, w):
-    """(per-op, run) results: (val, d1, d2, adj) of each sweep at x for output weights w."""
+    """(per-op, run) results: (val, d1, d2, adj) of each sweep at x for output weights w (the
+    kernels read the unsigned index views, as the Tape passes them)."""
     results = []
     for use_plan in (False, True):
         val = np.full(tape.n_slots, np.nan)
         d1 = np.full(tape.arg.shape[0], np.nan)
         d2 = np.full(tape.ta.shape[0], np.nan)
         adj = np.full(tape.n_slots, np.nan)
-        args = (tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.n_inputs,
-                x, True)
+        args = (tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
+                tape.n_inputs, x, True)
         if use_plan:
             run_sweeps.forward(*args, False, val, d1, d2, *plan.arrays)
-            run_sweeps.reverse1(tape.eptr, tape.arg, d1, tape.n_inputs, tape.out, w, adj,
+            run_sweeps.reverse1(tape._ueptr, tape._uarg, d1, tape.n_inputs, tape._uout, w, adj,
                                 tape.code, *plan.arrays)
         else:
             sweeps.forward(*args, val, d1, d2)
-            sweeps.reverse1(tape.eptr, tape.arg, d1, tape.n_inputs, tape.out, w, adj)
+            sweeps.reverse1(tape._ueptr, tape._uarg, d1, tape.n_inputs, tape._uout, w, adj)
         results.append((val, d1, d2, adj))
     return results
 
@@ -59,7 +60,7 @@ def assert_same_sweeps(tape, plan, x, w=None):
         np.testing.assert_array_equal(b, a, err_msg=f"run sweep {name} differ from per-op")
     # value-only forward as well
     val = np.full(tape.n_slots, np.nan)
-    run_sweeps.forward(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
+    run_sweeps.forward(tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
                        tape.n_inputs, x, False, False, val, val[:0], val[:0], *plan.arrays)
     np.testing.assert_array_equal(val, ref[0])
     # with the LIN partials left in d1 by the first sweep, a second one at another point
@@ -67,11 +68,11 @@ def assert_same_sweeps(tape, plan, x, w=None):
     d1 = ref[1].copy()
     d2 = np.full(tape.ta.shape[0], np.nan)
     x2 = x + 0.25
-    run_sweeps.forward(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
+    run_sweeps.forward(tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
                        tape.n_inputs, x2, True, True, val, d1, d2, *plan.arrays)
     full = [np.full(tape.n_slots, np.nan), np.full(tape.arg.shape[0], np.nan),
             np.full(tape.ta.shape[0], np.nan)]
-    sweeps.forward(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
+    sweeps.forward(tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
                    tape.n_inputs, x2, True, *full)
     for name, a, b in zip(("values", "d1", "d2"), full, (val, d1, d2)):
         np.testing.assert_array_equal(b, a, err_msg=f"{name} with the LIN partials kept")
