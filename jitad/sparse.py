@@ -198,7 +198,7 @@ class HessianPlan:
         p = self.pattern
         budget = 8 * (tape.n_slots + tape.arg.shape[0] + tape.ta.shape[0]) + 4 * p.nnz
         maps = direct.direct_plan(*_tape_args(tape), p.indptr, p.indices, budget)
-        # empty ggptr: over budget; the programs index gval and the terms with int32
+        # empty ggptr: over budget; gval and the terms must stay in the tape's index range
         if maps[2].shape[0] > 0 and max(maps[1], maps[9].shape[0]) < np.iinfo(np.int32).max:
             self.direct = maps
             self._direct_work = maps[6].shape[0] + maps[15].shape[0]  # entries + products

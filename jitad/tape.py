@@ -495,8 +495,9 @@ class Tape:
 
     def _forward(self, x, partials, val, d1, d2, point=True):
         """Values into val (n_slots,), with partials d1/d2 (`sweeps.forward`), over the run
-        plan when there is one, then the guard check (raises BranchChangedError; point: val/d1/
-        d2 are this thread's point arrays, whose cache key is dropped first)."""
+        plan when there is one, then the guard check (raises BranchChangedError). point: val/d1/
+        d2 are this thread's point arrays, whose cache key is dropped first, and whose d1 may
+        keep this tape's LIN partials from its previous sweep (`workspace.local().lin_owner`)."""
         plan = self._runs()
         if plan is None:
             if point and partials:  # the per-op sweeps write every partial of this tape
