@@ -10,12 +10,12 @@ order (ops last to first in the reverse sweep), so results are bitwise identical
 Arrays are validated in `tape.py` and the plan is checked when built (`runs.build`): no bounds
 checks here.
 """
-from numba import njit
+from numba import njit, prange
 
 from . import opcodes as oc
 from . import sweeps
 from .rules import binary_rule, multiply_partials, square_partials, unary_rule
-from .runs import BLOCK, ELEM, SAME_COEF, SAME_PARAM
+from .runs import BLOCK, ELEM, OPS, SAME_COEF, SAME_PARAM
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 
@@ -229,6 +229,49 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, va
                            stride[r, 0])
         else:
             _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0, i1)
+
+
+@_jit
+def _run_chunk(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg, kind,
+               base, stride, flags, const, r, part, n_parts):
+    """Chunk `part` of n_parts of ELEM or BLOCK run r (its ops are independent of each other:
+    a run never reads its own outputs), swept as a run of its own."""
+    i0 = seg[r]
+    n = seg[r + 1] - i0
+    a = i0 + n * part // n_parts
+    b = i0 + n * (part + 1) // n_parts
+    if b == a:
+        return
+    off = a - i0  # the chunk's operands start off steps further along the run's
+    if kind[r] == ELEM:
+        _elem_forward(code[i0], param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2,
+                      a, b, base[r, 0] + off * stride[r, 0], stride[r, 0],
+                      base[r, 1] + off * stride[r, 1], stride[r, 1], flags[r], const[r, 0],
+                      const[r, 1], const[r, 2])
+    else:
+        _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, a, b,
+                       base[r, 0] + off * stride[r, 0], stride[r, 0])
+
+
+@njit(cache=True, error_model="numpy", nogil=True, parallel=True)
+def forward_parallel(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, val, d1,
+                     d2, seg, kind, base, stride, flags, const, n_parts, min_ops):
+    """`forward` with every run of at least min_ops ops split into n_parts chunks swept by
+    threads (the same values and partials, bitwise: each op is computed the same way)."""
+    lin_d1 = partials and not lin_ready
+    val[:n_in] = x
+    for r in range(kind.shape[0]):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        if kind[r] == OPS:
+            _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0, i1)
+        elif i1 - i0 >= min_ops:
+            for part in prange(n_parts):
+                _run_chunk(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2,
+                           seg, kind, base, stride, flags, const, r, part, n_parts)
+        else:
+            _run_chunk(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg,
+                       kind, base, stride, flags, const, r, 0, 1)
 
 
 @_jit

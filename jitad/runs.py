@@ -38,6 +38,12 @@ MIN_COVERAGE = 0.25
 # (cached on disk afterwards), which small problems and the cold-start figure should not pay.
 MIN_TAPE = 1000
 WIDE = 3  # LIN ops with at least this many edges are BLOCK candidates
+# Tapes with this many ops sweep forward on all threads (`run_sweeps.forward_parallel`), each
+# run of at least PARALLEL_MIN_RUN ops split into one chunk per thread: 1.85x on logistic
+# regression 10^5 x 50 (exp, log1p and the mat-vec); memory-bound runs (Rosenbrock 10^5, 1.1x)
+# and smaller tapes (a parallel region per run costs microseconds) gain little.
+PARALLEL_OPS = 50_000
+PARALLEL_MIN_RUN = 8192
 
 
 # flags of a run: its ops share one param / one coefficient per edge position (the kernels then

@@ -514,9 +514,13 @@ class Tape:
         # the point arrays' d1 keeps the LIN partials of the tape that last wrote it
         ws = workspace.local()
         lin_ready = point and ws.lin_owner == self._uid
-        plan.kernels.forward(self.code, self.param, self._ueptr, self._uarg, self.coef,
-                             self._utptr, self.n_inputs, x, partials, lin_ready, val, d1, d2,
-                             *plan.arrays)
+        args = (self.code, self.param, self._ueptr, self._uarg, self.coef, self._utptr,
+                self.n_inputs, x, partials, lin_ready, val, d1, d2) + plan.arrays
+        threads = numba.get_num_threads() if len(self) >= runs.PARALLEL_OPS else 1
+        if threads > 1:
+            parallel(plan.kernels.forward_parallel, *args, threads, runs.PARALLEL_MIN_RUN)
+        else:
+            plan.kernels.forward(*args)
         if point and partials:
             ws.lin_owner = self._uid
         if self._guarded:

@@ -58,6 +58,14 @@ def assert_same_sweeps(tape, plan, x, w=None):
     ref, got = sweep_both(tape, plan, x, w)
     for name, a, b in zip(("values", "d1", "d2", "adjoints"), ref, got):
         np.testing.assert_array_equal(b, a, err_msg=f"run sweep {name} differ from per-op")
+    # every run split into chunks, as threads sweep them on large tapes: the same, bitwise
+    for n_parts in (2, 3):
+        chunked = [np.full(a.shape[0], np.nan) for a in ref[:3]]
+        run_sweeps.forward_parallel(tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef,
+                                    tape._utptr, tape.n_inputs, x, True, False, *chunked,
+                                    *plan.arrays, n_parts, 1)
+        for name, a, b in zip(("values", "d1", "d2"), ref, chunked):
+            np.testing.assert_array_equal(b, a, err_msg=f"chunked run sweep {name} differ")
     # value-only forward as well
     val = np.full(tape.n_slots, np.nan)
     run_sweeps.forward(tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
