@@ -217,18 +217,12 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, va
     lin_d1 = partials and not lin_ready
     val[:n_in] = x
     for r in range(kind.shape[0]):
-        i0 = seg[r]
-        i1 = seg[r + 1]
-        kr = kind[r]
-        if kr == ELEM:
-            _elem_forward(code[i0], param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2,
-                          i0, i1, base[r, 0], stride[r, 0], base[r, 1], stride[r, 1], flags[r],
-                          const[r, 0], const[r, 1], const[r, 2])
-        elif kr == BLOCK:
-            _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, i0, i1, base[r, 0],
-                           stride[r, 0])
-        else:
-            _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0, i1)
+        if kind[r] == OPS:
+            _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, seg[r],
+                         seg[r + 1])
+        else:  # the whole run as its only chunk
+            _run_chunk(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg,
+                       kind, base, stride, flags, const, r, 0, 1)
 
 
 @_jit

@@ -179,10 +179,8 @@ def main():
     start, t0 = timing.cpu_seconds(), time.perf_counter()
     res = rows(quick)
     print(table(res))
-    load = timing.other_load(start, time.perf_counter() - t0)
-    if load is not None:
-        print(f"\nmedians of {BATCHES} batches per cell; other processes kept {load[0]:.1f} CPUs "
-              f"busy on average, hypervisor steal {load[1]:.2f} CPUs")
+    note = timing.load_note(start, time.perf_counter() - t0)
+    print(f"\nmedians of {BATCHES} batches per cell" + (f"; {note}" if note else ""))
 
 
 if __name__ == "__main__":

@@ -95,11 +95,11 @@ def main():
                 rosenbrock_problem(100_000, loop=True)]
     start, t_start = timing.cpu_seconds(), time.perf_counter()
     rows = [bench(p) for p in problems]
-    load = timing.other_load(start, time.perf_counter() - t_start)
+    note = timing.load_note(start, time.perf_counter() - t_start)
     print(f"# run-aware sweeps (numba {__import__('numba').__version__})")
     print()
-    if load is not None:
-        print(f"Other processes kept {load[0]:.2f} CPUs busy on average (steal {load[1]:.2f}).")
+    if note:
+        print(note[0].upper() + note[1:] + ".")
         print()
     print("| problem | ops | plan | plan build | forward per-op | forward runs | speed-up | "
           "grad per-op | grad runs | speed-up | njit f | njit grad | tape.forward / njit f | "

@@ -243,10 +243,9 @@ def main():
     start, t0 = timing.cpu_seconds(), time.perf_counter()
     rows = sparse_rows(quick)
     print(markdown(rows))
-    load = timing.other_load(start, time.perf_counter() - t0)
-    if load is not None:
-        print(f"\nother processes kept {load[0]:.1f} CPUs busy on average during the run "
-              f"(hypervisor steal {load[1]:.1f} CPUs)")
+    note = timing.load_note(start, time.perf_counter() - t0)
+    if note:
+        print(f"\n{note}")
 
 
 if __name__ == "__main__":

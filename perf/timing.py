@@ -61,3 +61,13 @@ def other_load(start, wall):
         return None
     others = max(0.0, ((end[0] - start[0]) - (end[1] - start[1])) / wall)
     return others, (end[2] - start[2]) / wall
+
+
+def load_note(start, wall):
+    """One sentence on the CPUs other processes and the hypervisor took since `start` (a
+    cpu_seconds()) over `wall` seconds, for a benchmark's printout ("" when unknown)."""
+    load = other_load(start, wall)
+    if load is None:
+        return ""
+    return (f"other processes kept {load[0]:.2f} CPUs busy on average during the run "
+            f"(hypervisor steal {load[1]:.2f} CPUs)")
