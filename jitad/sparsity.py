@@ -22,22 +22,57 @@ from numba import njit
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 
 
+# Compile time: these kernels are on the path of the first Hessian in a fresh process. Numba's
+# array slice assignment (`b[:k] = a[:k]`) costs ~3 s of compilation there (its broadcasting
+# and error-message code) and its sort ~1.5 s, so plain loops and a small heapsort stand in.
+@_jit
+def copy_range(src, s0, dst, d0, k):
+    """dst[d0:d0+k] = src[s0:s0+k]."""
+    for u in range(k):
+        dst[d0 + u] = src[s0 + u]
+
+
 @_jit
 def grow(a, used, need):
     """a with room for `need` more items after the first `used` (doubling)."""
     if used + need <= a.shape[0]:
         return a
     b = np.empty(max(2 * a.shape[0], used + need), a.dtype)
-    b[:used] = a[:used]
+    copy_range(a, 0, b, 0, used)
     return b
+
+
+@_jit
+def _sift_down(a, lo, root, end):
+    """Restore the max-heap a[lo:lo+end] (0-based heap positions) below position root."""
+    v = a[lo + root]
+    while True:
+        child = 2 * root + 1
+        if child >= end:
+            break
+        if child + 1 < end and a[lo + child + 1] > a[lo + child]:
+            child += 1
+        if a[lo + child] <= v:
+            break
+        a[lo + root] = a[lo + child]
+        root = child
+    a[lo + root] = v
 
 
 @_jit
 def sort_range(a, lo, hi):
     """Sort a[lo:hi] in place: insertion sort for short ranges (numba's sort costs ~0.1 us
-    per call; on Rosenbrock's 2-entry interaction rows it was 2/3 of building the plan)."""
-    if hi - lo > 16:
-        a[lo:hi].sort()
+    per call; on Rosenbrock's 2-entry interaction rows it was 2/3 of building the plan), a
+    heapsort for long ones."""
+    n = hi - lo
+    if n > 16:
+        for root in range(n // 2 - 1, -1, -1):
+            _sift_down(a, lo, root, n)
+        for end in range(n - 1, 0, -1):
+            v = a[lo + end]
+            a[lo + end] = a[lo]
+            a[lo] = v
+            _sift_down(a, lo, 0, end)
         return
     for k in range(lo + 1, hi):
         v = a[k]
@@ -153,7 +188,7 @@ def _sets_sweep(code, eptr, arg, tptr, ta, tb, n_in, live, keep, terms):
             pos = 0
             for r in range(s):
                 if size[r] > 0 and last[r] >= i:
-                    fresh[pos:pos + size[r]] = arena[start[r]:start[r] + size[r]]
+                    copy_range(arena, start[r], fresh, pos, size[r])
                     start[r] = pos
                     pos += size[r]
                 else:
@@ -162,7 +197,7 @@ def _sets_sweep(code, eptr, arg, tptr, ta, tb, n_in, live, keep, terms):
             used = pos
         start[s] = used
         size[s] = k
-        arena[used:used + k] = tmp[:k]
+        copy_range(tmp, 0, arena, used, k)
         used += k
     return start, size, arena, pool_start, pool_size, pool, tpair, n_tpair
 

@@ -47,7 +47,8 @@ def store_binary(mode, nt, e0, t0, d1, d2, da, db, daa, dab, dbb):
 def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, val, d1, d2):
     """Values of all slots into val (n_slots,); with `partials`, also the first partial of every
     edge into d1 (n_edges,) and the second partial of every term into d2 (n_terms,)."""
-    val[:n_in] = x
+    for j in range(n_in):  # a loop: `val[:n_in] = x` costs ~3 s of compilation (sparsity.py)
+        val[j] = x[j]
     forward_ops(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, 0,
                 code.shape[0])
 
@@ -142,7 +143,8 @@ def reverse1_down_to(eptr, arg, d1, n_in, out, w, adj, i0):
 def tangent1(eptr, arg, d1, n_in, v, dot):
     """Tangents of all slots into dot (n_slots,) for one input direction v (n_in,)."""
     n_ops = eptr.shape[0] - 1
-    dot[:n_in] = v
+    for j in range(n_in):  # not `dot[:n_in] = v`: compile time (see forward)
+        dot[j] = v[j]
     for i in range(n_ops):
         acc = 0.0
         for e in range(eptr[i], eptr[i + 1]):

@@ -159,6 +159,21 @@ def test_star_coloring_property_and_recovery(n, density, seed):
     np.testing.assert_allclose(BT[src_c, src_v], H[rows, indices], rtol=1e-12, atol=1e-12)
 
 
+@SETTINGS
+@given(st.lists(st.integers(-5, 40), max_size=80), st.integers(0, 5), st.integers(0, 5))
+def test_sort_range_and_grow_match_numpy(values, lo_pad, hi_pad):
+    # the hand-written kernels (heapsort above 16 items, insertion sort below, loop copies)
+    a = np.array([99] * lo_pad + values + [-99] * hi_pad, np.int32)
+    ref = a.copy()
+    ref[lo_pad:lo_pad + len(values)].sort()
+    sparsity.sort_range(a, lo_pad, lo_pad + len(values))
+    np.testing.assert_array_equal(a, ref)
+    b = sparsity.grow(a, len(values), 3 * len(a) + 1)
+    assert b.dtype == a.dtype and b.shape[0] >= len(values) + 3 * len(a) + 1
+    np.testing.assert_array_equal(b[:len(values)], a[:len(values)])
+    assert sparsity.grow(a, 0, a.shape[0]) is a
+
+
 def test_star_sources_rejects_a_colouring_that_is_not_star():
     # path 0-1-2-3 coloured a, b, a, b: two-coloured P4
     A = np.eye(4, dtype=bool)
