@@ -213,6 +213,26 @@ def test_small_tapes_keep_the_per_op_sweeps():
     assert tape._runs() is None
 
 
+def test_first_sweep_is_per_op_and_the_second_builds_the_plan():
+    # a one-shot tape never builds its plan; a replayed one gets it at the second forward sweep,
+    # with bitwise the same results either way
+    p = problems.logistic_problem(400, 9)
+    x0, x1 = p.points(2)
+    for method in ("value_and_gradient", "forward", "hessian"):
+        tape = jitad.record(p.func, *p.args)
+        first = getattr(tape, method)(x0)
+        assert tape._plan is False
+        getattr(tape, method)(x1)
+        assert tape._plan is not False and tape._plan is not None
+        again = getattr(tape, method)(x0)
+        for a, b in zip(np.atleast_1d(first) if method != "value_and_gradient" else first,
+                        np.atleast_1d(again) if method != "value_and_gradient" else again):
+            np.testing.assert_array_equal(a, b)
+    tape = jitad.record(p.func, *p.args)
+    H = jitad.hessian(p.func, x0)  # a one-shot call
+    np.testing.assert_array_equal(H, tape.hessian(x0))
+
+
 def test_tape_uses_the_plan_and_matches_hand_written_gradients():
     for p in (problems.rosenbrock_problem(300), problems.logistic_problem(400, 9)):
         tape = jitad.record(p.func, *p.args)
