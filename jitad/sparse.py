@@ -198,8 +198,9 @@ class HessianPlan:
         p = self.pattern
         budget = 8 * (tape.n_slots + tape.arg.shape[0] + tape.ta.shape[0]) + 4 * p.nnz
         maps = direct.direct_plan(*_tape_args(tape), p.indptr, p.indices, budget)
-        # empty ggptr: over budget; gval and the terms must stay in the tape's index range
-        if maps[2].shape[0] > 0 and max(maps[1], maps[9].shape[0]) < np.iinfo(np.int32).max:
+        # empty ggptr: over budget; d1 + gval and the terms must stay in the index range
+        if (maps[2].shape[0] > 0 and max(maps[1] + tape.arg.shape[0], maps[9].shape[0])
+                < np.iinfo(np.int32).max):
             self.direct = maps
             self._direct_work = maps[6].shape[0] + maps[15].shape[0]  # entries + products
         self.direct_seconds = time.perf_counter() - t0
@@ -222,17 +223,23 @@ class HessianPlan:
         if not self._direct_tried and self.pattern is not None:
             self._build_direct(tape)  # deferred by the automatic choice until it is needed
         if self.direct is not None:
-            _, d1, d2, adj = tape._adjoints(x, tape._weights(w))
             d = self.direct
-            work = workspace.buffer("sp_direct", (d[1] + d[9].shape[0],))
+            n_e = tape.arg.shape[0]
+            # the gradients live after the point arrays' d1, in its buffer (`direct.py`):
+            # grown (if it must be) before the sweeps fill d1
+            ud = workspace.buffer("d1", (n_e + d[1],))
+            _, d1, d2, adj = tape._adjoints(x, tape._weights(w))
+            if d1.base is not ud.base:  # ud[:n_e] must be the d1 the sweeps just wrote
+                raise RuntimeError("internal error: the point arrays' d1 is not in its buffer")
+            c = workspace.buffer("sp_direct", (d[9].shape[0],))
             data = np.empty(self.pattern.nnz)
             # (numba.get_num_threads costs microseconds: asked only for large programs)
             threads = numba.get_num_threads() if self._direct_work >= DIRECT_PARALLEL_WORK else 1
             if threads > 1:
-                parallel(direct.direct_values, d1, d2, tape.n_inputs, adj, *d, work, data,
+                parallel(direct.direct_values, ud, n_e, d2, tape.n_inputs, adj, *d, c, data,
                          threads)
             else:
-                direct.direct_values(d1, d2, tape.n_inputs, adj, *d, work, data, 1)
+                direct.direct_values(ud, n_e, d2, tape.n_inputs, adj, *d, c, data, 1)
             return data
         if not self.compressed:
             H = tape._dense_hessian(x, w)
