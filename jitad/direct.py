@@ -87,7 +87,7 @@ def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_in
     """Programs for `direct_values`, or an empty `ggptr` when they would exceed `budget`
     entries.
 
-    Returns (g_in, n_gval, ggptr, glevel, gcnt, goff, gdst, gsrc, gedge, term_t, term_op,
+    Returns (g_in, n_gval, ggptr, gcnt, goff, gdst, gsrc, gedge, term_t, term_op,
     hgptr, hcnt, hoff, hdst, pa, pb, pterm, hzero, upper, lower). The programs work on one
     array ud = [d1 (n_edges,) | gval (n_gval,)]: gval holds 1.0 in its first g_in entries
     (the inputs' own gradients), and a gradient entry that is one partial of an input is read
@@ -130,8 +130,8 @@ def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_in
     if budget >= 0 and 2 * n_src + gptr[n_slots] + 3 * n_pairs + 2 * n_q > budget:
         none = np.zeros(0, np.int64)
         e = np.zeros(0, np.uint32)
-        return (g_in, gptr[n_slots], none, none, none, none, e, e, e, e, e, none, none, none, e,
-                e, e, e, e, e, e)
+        return (g_in, gptr[n_slots], none, none, none, e, e, e, e, e, none, none, none, e, e,
+                e, e, e, e, e)
     sptr, src, edge = _gradient_program(eptr, arg, n_in, op_need, gptr, start, size, arena)
     term_t = np.empty(n_q, np.int32)
     term_op = np.empty(n_q, np.int32)
@@ -212,7 +212,7 @@ def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_in
             where[g_in + j] = edge[sptr[j]]
         else:
             where[g_in + j] = n_edges + g_in + j
-    order, ggptr, glevel, gcnt, operand, goff = _grouped(sptr, level, alias)
+    order, ggptr, gcnt, operand, goff = _grouped(sptr, level, alias)
     gdst = where[order.astype(np.int64) + g_in]
     gsrc = where[src[operand]]
     gedge = edge[operand]
@@ -230,10 +230,10 @@ def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_in
         if skip[h] and not is_upper[h]:
             hzero[n_zero] = h
             n_zero += 1
-    hdst, hgptr, _, hcnt, operand, hoff = _grouped(hptr, np.zeros(nnz, np.int64), skip)
+    hdst, hgptr, hcnt, operand, hoff = _grouped(hptr, np.zeros(nnz, np.int64), skip)
     u = np.uint32  # unsigned indices: numba then skips its negative-index wraparound, which
     # made these gather loops 1.4-1.7x slower (measured with int32 and int64)
-    return (g_in, gptr[n_slots], ggptr, glevel, gcnt, goff, gdst.astype(u), gsrc.astype(u),
+    return (g_in, gptr[n_slots], ggptr, gcnt, goff, gdst.astype(u), gsrc.astype(u),
             gedge.astype(u), term_t.astype(u), term_op.astype(u), hgptr, hcnt, hoff,
             hdst.astype(u), where[pa[operand]].astype(u), where[pb[operand]].astype(u),
             pterm[operand].astype(u), hzero.astype(u), upper[:n_up].astype(u),
@@ -244,7 +244,7 @@ def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_in
 def _grouped(ptr, level, skip):
     """Entries j (ptr (J+1,): entry j's operands are ptr[j]:ptr[j+1]) reordered into groups of
     one level and one operand count, skipping entries with skip[j]. Returns (order int32: entry
-    of each position, gptr int64 (G+1,): positions of group g, glevel, gcnt int64 (G,),
+    of each position, gptr int64 (G+1,): positions of group g, gcnt int64 (G,),
     operand int64 (K,): operand index of position m's i-th operand at ptr-order place
     goff[g] + (m - gptr[g]) * gcnt[g] + i, goff int64 (G,)). A level's entries only read
     entries of lower levels, so groups run in order; within a group the loop has a fixed trip
@@ -267,7 +267,6 @@ def _grouped(ptr, level, skip):
         if m == 0 or key[order[m]] != key[order[m - 1]]:
             n_groups += 1
     gptr = np.zeros(n_groups + 1, np.int64)
-    glevel = np.zeros(n_groups, np.int64)
     gcnt = np.zeros(n_groups, np.int64)
     goff = np.zeros(n_groups, np.int64)
     operand = np.empty(ptr[J], np.int64)
@@ -278,14 +277,13 @@ def _grouped(ptr, level, skip):
         if m == 0 or key[j] != key[order[m - 1]]:
             g += 1
             gptr[g] = m
-            glevel[g] = level[j]
             gcnt[g] = ptr[j + 1] - ptr[j]
             goff[g] = k
         for q in range(ptr[j], ptr[j + 1]):
             operand[k] = q
             k += 1
     gptr[n_groups] = n_keep
-    return order.astype(np.int32), gptr, glevel, gcnt, operand[:k].copy(), goff
+    return order.astype(np.int32), gptr, gcnt, operand[:k].copy(), goff
 
 
 @_jit
@@ -365,9 +363,9 @@ def _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, c, ud, data, g, part,
 
 
 @njit(cache=True, error_model="numpy", nogil=True, parallel=True)
-def direct_values(ud, n_edges, d2, n_in, adj, g_in, n_gval, ggptr, glevel, gcnt, goff, gdst,
-                  gsrc, gedge, term_t, term_op, hgptr, hcnt, hoff, hdst, pa, pb, pterm, hzero,
-                  upper, lower, c, data, n_parts):
+def direct_values(ud, n_edges, d2, n_in, adj, g_in, n_gval, ggptr, gcnt, goff, gdst, gsrc,
+                  gedge, term_t, term_op, hgptr, hcnt, hoff, hdst, pa, pb, pterm, hzero, upper,
+                  lower, c, data, n_parts):
     """Hessian entries into data (nnz,) from the point's partials d1 = ud[:n_edges], d2 and
     first-order adjoints adj (n_slots,); ud[n_edges:n_edges + n_gval] is scratch for the
     gradients (gval), c (len(term_t),) for the term weights. The entries of a group are

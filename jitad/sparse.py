@@ -199,10 +199,10 @@ class HessianPlan:
         budget = 8 * (tape.n_slots + tape.arg.shape[0] + tape.ta.shape[0]) + 4 * p.nnz
         maps = direct.direct_plan(*_tape_args(tape), p.indptr, p.indices, budget)
         # empty ggptr: over budget; d1 + gval and the terms must stay in the index range
-        if (maps[2].shape[0] > 0 and max(maps[1] + tape.arg.shape[0], maps[9].shape[0])
+        if (maps[2].shape[0] > 0 and max(maps[1] + tape.arg.shape[0], maps[8].shape[0])
                 < np.iinfo(np.int32).max):
             self.direct = maps
-            self._direct_work = maps[6].shape[0] + maps[15].shape[0]  # entries + products
+            self._direct_work = maps[5].shape[0] + maps[14].shape[0]  # entries + products
         self.direct_seconds = time.perf_counter() - t0
 
     @property
@@ -231,7 +231,7 @@ class HessianPlan:
             _, d1, d2, adj = tape._adjoints(x, tape._weights(w))
             if d1.base is not ud.base:  # ud[:n_e] must be the d1 the sweeps just wrote
                 raise RuntimeError("internal error: the point arrays' d1 is not in its buffer")
-            c = workspace.buffer("sp_direct", (d[9].shape[0],))
+            c = workspace.buffer("sp_direct", (d[8].shape[0],))
             data = np.empty(self.pattern.nnz)
             # (numba.get_num_threads costs microseconds: asked only for large programs)
             threads = numba.get_num_threads() if self._direct_work >= DIRECT_PARALLEL_WORK else 1

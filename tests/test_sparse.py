@@ -352,7 +352,7 @@ def test_direct_values_split_over_threads_are_the_same(f):
     for n_parts in (1, 2, 3, 7):
         data = np.full(plan.pattern.nnz, np.nan)
         ud = np.concatenate([d1, np.full(d[1], np.nan)])
-        c = np.full(d[9].shape[0], np.nan)
+        c = np.full(d[8].shape[0], np.nan)
         parallel(direct.direct_values, ud, d1.shape[0], d2, tape.n_inputs, adj, *d, c, data,
                  n_parts)
         results.append(data)
