@@ -86,7 +86,9 @@ class SparseMatrix(SparsityPattern):
     required), `pattern` the SparsityPattern."""
 
     def __init__(self, pattern, data):
-        super().__init__(pattern.indptr, pattern.indices, pattern.shape)
+        # the pattern's fields as they are (shape is already a tuple of ints): this runs on
+        # every sparse Hessian and Jacobian
+        self.indptr, self.indices, self.shape = pattern.indptr, pattern.indices, pattern.shape
         self.pattern = pattern
         self.data = data
 
@@ -226,13 +228,15 @@ class HessianPlan:
             d = self.direct
             n_e = tape.arg.shape[0]
             # the gradients live after the point arrays' d1, in its buffer (`direct.py`):
-            # grown (if it must be) before the sweeps fill d1
-            ud = workspace.buffer("d1", (n_e + d[1],))
+            # grown (if it must be) before the sweeps fill d1; the views are kept per thread
+            # until a buffer grows (a few microseconds of a 10^3-input Hessian otherwise)
+            ud, c = workspace.cached((tape._uid, "direct", d[1], d[8].shape[0]), lambda: (
+                workspace.buffer("d1", (n_e + d[1],)),
+                workspace.buffer("sp_direct", (d[8].shape[0],))))
             _, d1, d2, adj = tape._adjoints(x, tape._weights(w))
             if d1.base is not ud.base:  # ud[:n_e] must be the d1 the sweeps just wrote
                 raise RuntimeError("internal error: the point arrays' d1 is not in its buffer")
-            c = workspace.buffer("sp_direct", (d[8].shape[0],))
-            data = np.empty(self.pattern.nnz)
+            data = np.empty(self.pattern.indices.shape[0])
             # (numba.get_num_threads costs microseconds: asked only for large programs)
             threads = numba.get_num_threads() if self._direct_work >= DIRECT_PARALLEL_WORK else 1
             if threads > 1:

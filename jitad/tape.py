@@ -138,7 +138,7 @@ class Tape:
         The latest point per thread is kept, so gradient-then-Hessian at one x runs the
         forward sweep once. The arrays are reused: never hand them to users.
         """
-        arrays = self._arrays()
+        arrays = workspace.local().views.get(self._uid) or self._arrays()
         if not self._at_point(x):
             self._forward(x, True, *arrays[:3])
             workspace.local().point_key = (self._uid, x.tobytes())
@@ -531,7 +531,7 @@ class Tape:
         lin_ready = point and ws.lin_owner == self._uid
         args = (self.code, self.param, self._ueptr, self._uarg, self.coef, self._utptr,
                 self.n_inputs, x, partials, lin_ready, val, d1, d2) + plan.arrays
-        threads = numba.get_num_threads() if len(self) >= runs.PARALLEL_OPS else 1
+        threads = numba.get_num_threads() if self.code.shape[0] >= runs.PARALLEL_OPS else 1
         if threads > 1:
             parallel(plan.kernels.forward_parallel, *args, threads, runs.PARALLEL_MIN_RUN)
         else:
