@@ -138,15 +138,16 @@ class Tape:
         The latest point per thread is kept, so gradient-then-Hessian at one x runs the
         forward sweep once. The arrays are reused: never hand them to users.
         """
-        arrays = workspace.local().views.get(self._uid) or self._arrays()
+        arrays = self._arrays()
         if not self._at_point(x):
             self._forward(x, True, *arrays[:3])
             workspace.local().point_key = (self._uid, x.tobytes())
         return arrays
 
     def _arrays(self):
-        return workspace.point_arrays(self._uid, self.n_slots, self.arg.shape[0],
-                                      self.ta.shape[0])
+        # the views cached by point_arrays, looked up first: this runs on every sweep call
+        return workspace.local().views.get(self._uid) or workspace.point_arrays(
+            self._uid, self.n_slots, self.arg.shape[0], self.ta.shape[0])
 
     def _at_point(self, x):
         """Whether this thread's point arrays hold this tape's values and partials at x."""

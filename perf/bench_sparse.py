@@ -164,11 +164,10 @@ def _rows_for(name, n, func, casadi_build, jax_func, x0):
             raise AssertionError(f"{name}: CasADi's Hessian differs from jitad's by {diff}")
         # jitad and CasADi timed in alternating rounds: this machine's speed drifts by up to
         # 2x within a run, and one timing each could land in different phases
-        jt, ct = [row["jitad_sparse_ms"]], []
-        for r in range(ROUNDS):
+        jt, ct = [], []
+        for _ in range(ROUNDS):
+            jt.append(_time(tape.sparse_hessian, points) * 1e3)
             ct.append(timing.timed(F, [(d,) for d in dms], TARGET, BATCHES) * 1e3)
-            if r + 1 < ROUNDS:
-                jt.append(_time(tape.sparse_hessian, points) * 1e3)
         row["jitad_sparse_ms"] = float(np.median(jt))
         row["casadi_ms"] = float(np.median(ct))
         row["round_ratios"] = [c / j for j, c in zip(jt, ct)]
