@@ -27,24 +27,19 @@ class InteractionPlan:
         n_edges = tape.arg.shape[0]
         max_nnz = _NNZ_PER_EDGE * (n_edges + tape.n_slots)
         (self.ok, self.kind, self.base, self.rptr, self.ridx, self.term_ops, cost, diag,
-         self.varies) = ik.plan(tape.code, tape.eptr, tape.arg, tape.coef, tape.tptr, tape.ta,
-                                tape.tb, tape.n_inputs, tape.out, max_nnz)
+         self.varies) = ik.plan(tape.code, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
+                                tape._uta, tape._utb, tape.n_inputs, tape._uout, max_nnz)
         self.n_rows = self.rptr.shape[0] - 1
         self._uid = tape._uid
         self.groups = self._dense_groups(tape, diag) if self.ok else []
         # multiply-adds of one Hessian: scattered (rows, cross pairs, rows not in a dense
-        # group) and by BLAS (the groups)
-        lengths = np.diff(self.rptr).astype(np.float64)
-        in_group = np.zeros(self.n_rows, bool)
-        for _, _, members in self.groups:
-            in_group[members] = True
-        square = 0.5 * lengths * (lengths + 1) * (diag != 0)
-        self.blas_cost = float(square[in_group].sum())
-        self.scatter_cost = float(cost + square[~in_group].sum())
-        # the outer products left to `accumulate` (what a parallel region would share): the
-        # rows outside dense groups, bounded by all multiply-adds but the groups' and the rows'
-        self.accumulate_cost = float(square[~in_group].sum()) + max(
-            0.0, cost - float(lengths[tape.n_inputs:].sum()))
+        # group), by BLAS or `gram` (the groups), and those left to `accumulate` (what a
+        # parallel region would share)
+        in_group = np.zeros(self.n_rows, np.uint8)
+        for _, _, members, _ in self.groups:
+            in_group[members] = 1
+        self.blas_cost, self.scatter_cost, self.accumulate_cost = ik.costs(
+            self.rptr, diag, in_group, tape.n_inputs, cost)
         self.use = self._cheaper_than_hvps(tape)
         self.one_call = not self.groups and self.scatter_cost < _SERIAL_WORK
         self._args = (tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
@@ -68,25 +63,28 @@ class InteractionPlan:
         self._n_terms = n_terms
 
     def _dense_groups(self, tape, diag):
-        """[(lo, length, row ids)]: rows of term operands whose patterns are the same
+        """[(lo, length, row ids, XT)]: rows of term operands whose patterns are the same
         contiguous index range lo..lo+length-1, many of them (a mat-vec with a constant matrix
-        followed by elementwise functions). Their outer products go to BLAS as Bp.T @ Bp -
-        Bn.T @ Bn (numpy calls syrk for a product of a matrix with its own transpose)."""
-        rptr, ridx = self.rptr, self.ridx
-        lengths = np.diff(rptr)
-        first = ridx[np.minimum(rptr[:-1], max(ridx.size - 1, 0))] if ridx.size else rptr[:-1]
-        last = ridx[np.maximum(rptr[1:] - 1, 0)] if ridx.size else rptr[:-1]
-        ok = (diag != 0) & (lengths >= _GROUP_MIN_LENGTH) & (last - first == lengths - 1)
-        rows = np.flatnonzero(ok)
+        followed by elementwise functions). When every row of a group is CONSTANT, XT (length,
+        rows) holds their values and `gram` takes their outer products; else (XT None) BLAS
+        does, as Bp.T @ Bp - Bn.T @ Bn (numpy calls syrk for a product of a matrix with its own
+        transpose)."""
+        rows, keys = ik.group_candidates(self.rptr, self.ridx, diag, tape.n_inputs,
+                                         _GROUP_MIN_LENGTH)
         if rows.size < _GROUP_MIN_ROWS:
             return []
-        keys = first[rows].astype(np.int64) * (tape.n_inputs + 1) + lengths[rows]
-        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        if keys.min() == keys.max():  # one group (X @ w): no sort
+            found = [rows]
+        else:
+            _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+            found = [rows[inverse == g] for g in np.flatnonzero(counts >= _GROUP_MIN_ROWS)]
         groups = []
-        for g in np.flatnonzero(counts >= _GROUP_MIN_ROWS):
-            members = rows[inverse == g].astype(np.int32)
+        for members in found:
             r0 = members[0]
-            groups.append((int(first[r0]), int(lengths[r0]), members))
+            lo, ln = int(self.ridx[self.rptr[r0]]), int(self.rptr[r0 + 1] - self.rptr[r0])
+            XT = ik.group_values(tape._ueptr, tape.coef, tape.n_inputs, self.kind, self.base,
+                                 self.rptr, members, ln)
+            groups.append((lo, ln, members, XT if XT.shape[0] else None))
         return groups
 
     def _cheaper_than_hvps(self, tape):
@@ -145,7 +143,10 @@ class InteractionPlan:
         if n_cross < 0:
             return None
         rval, rc, xa, xb, xc = work[5], work[7], work[8], work[9], work[10]
-        for lo, ln, members in self.groups:
+        for lo, ln, members, XT in self.groups:
+            if XT is not None:
+                ik.gram(XT, members, rc, lo, H, workspace.buffer("ih_gram", (2, members.shape[0])))
+                continue
             Bp = workspace.buffer("ih_Bp", (members.shape[0], ln))
             Bn = workspace.buffer("ih_Bn", (members.shape[0], ln))
             n_p, n_n = ik.split_group(self.rptr, rval, rc, members, Bp, Bn)

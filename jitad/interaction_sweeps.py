@@ -47,31 +47,33 @@ def plan(code, eptr, arg, coef, tptr, ta, tb, n_in, out, max_nnz):
     """
     n_ops = eptr.shape[0] - 1
     n_slots = n_in + n_ops
+    # one backward pass: an op's consumers come after it, so when the pass reaches it its
+    # liveness (some output reads it) and need (some live term reads its row) are final
     live = np.zeros(n_slots, np.uint8)
+    need = np.zeros(n_slots, np.uint8)
     for k in range(out.shape[0]):
         live[out[k]] = 1
-    for i in range(n_ops - 1, -1, -1):
-        if live[n_in + i]:
-            for e in range(eptr[i], eptr[i + 1]):
-                live[arg[e]] = 1
-    need = np.zeros(n_slots, np.uint8)
     n_term_ops = 0
-    for i in range(n_ops):
-        if live[n_in + i] and tptr[i + 1] > tptr[i]:
+    for i in range(n_ops - 1, -1, -1):
+        s = n_in + i
+        if not live[s]:
+            continue
+        if tptr[i + 1] > tptr[i]:
             n_term_ops += 1
             for t in range(tptr[i], tptr[i + 1]):
                 need[arg[ta[t]]] = 1
                 need[arg[tb[t]]] = 1
+        nd = need[s]
+        for e in range(eptr[i], eptr[i + 1]):
+            live[arg[e]] = 1
+            if nd:
+                need[arg[e]] = 1
     term_ops = np.empty(n_term_ops, np.int32)
     n_term_ops = 0
     for i in range(n_ops):
         if live[n_in + i] and tptr[i + 1] > tptr[i]:
             term_ops[n_term_ops] = i
             n_term_ops += 1
-    for i in range(n_ops - 1, -1, -1):
-        if need[n_in + i]:
-            for e in range(eptr[i], eptr[i + 1]):
-                need[arg[e]] = 1
 
     kind = np.zeros(n_slots, np.int8)
     base = np.full(n_slots, -1, np.int32)
@@ -94,8 +96,16 @@ def plan(code, eptr, arg, coef, tptr, ta, tb, n_in, out, max_nnz):
             continue
         b = -1
         mixed = False
+        # a row straight over distinct inputs in increasing order (a row of a mat-vec X @ w):
+        # its entries are the operands themselves, already sorted, with no union to build
+        over_inputs = True
+        prev = -1
         for e in range(eptr[i], eptr[i + 1]):
-            r = base[arg[e]]
+            a = arg[e]
+            r = base[a]
+            if a >= n_in or a <= prev:
+                over_inputs = False
+            prev = a
             if r >= 0:
                 if b < 0:
                     b = r
@@ -107,6 +117,24 @@ def plan(code, eptr, arg, coef, tptr, ta, tb, n_in, out, max_nnz):
             kind[s] = SHARED
             base[s] = b
             continue
+        if over_inputs:
+            ne = eptr[i + 1] - eptr[i]
+            if nnz + ne > max_nnz:
+                return (False, kind, base, rptr[:1], ridx[:0], term_ops, cost,
+                        np.zeros(0, np.uint8), np.zeros(0, np.uint8))
+            ridx = grow(ridx, nnz, ne)
+            constant = code[i] == oc.LIN
+            for e in range(eptr[i], eptr[i + 1]):
+                ridx[nnz] = arg[e]
+                nnz += 1
+                if not np.isfinite(coef[e]):
+                    constant = False  # a value to check per point
+            cost += ne
+            kind[s] = CONSTANT if constant else DIRECT
+            base[s] = n_rows
+            n_rows += 1
+            rptr[n_rows] = nnz
+            continue
         # merged row: sorted union of the operand rows. Room for the worst case is made
         # here, once per op: growing inside the loop below made the whole plan 1.4x slower
         start = nnz
@@ -115,7 +143,8 @@ def plan(code, eptr, arg, coef, tptr, ta, tb, n_in, out, max_nnz):
             r = base[arg[e]]
             if r >= 0:
                 worst += rptr[r + 1] - rptr[r]
-        ridx = grow(ridx, nnz, worst - nnz)
+        if worst > ridx.shape[0]:
+            ridx = grow(ridx, nnz, worst - nnz)
         for e in range(eptr[i], eptr[i + 1]):
             r = base[arg[e]]
             if r < 0:
@@ -344,6 +373,93 @@ def split_group(rptr, rval, rc, group, Bp, Bn):
             n_n += 1
         rc[r] = 0.0
     return n_p, n_n
+
+
+@_jit
+def group_candidates(rptr, ridx, diag, n_in, min_length):
+    """(rows int32, keys int64): the rows paired with themselves whose index pattern is one
+    contiguous range of at least min_length inputs, keyed by (first index, length)."""
+    n_rows = rptr.shape[0] - 1
+    n = 0
+    rows = np.empty(n_rows, np.int32)
+    keys = np.empty(n_rows, np.int64)
+    for r in range(n_rows):
+        ln = rptr[r + 1] - rptr[r]
+        if diag[r] and ln >= min_length and ridx[rptr[r + 1] - 1] - ridx[rptr[r]] == ln - 1:
+            rows[n] = r
+            keys[n] = np.int64(ridx[rptr[r]]) * (n_in + 1) + ln
+            n += 1
+    return rows[:n], keys[:n]
+
+
+@_jit
+def group_values(eptr, coef, n_in, kind, base, rptr, members, ln):
+    """XT (ln, len(members)): the values of a dense group's rows as columns when every row is
+    a CONSTANT row (its op's coefficients), else an empty (0, 0) array."""
+    n_ops = eptr.shape[0] - 1
+    owner = np.full(rptr.shape[0] - 1, -1, np.int64)
+    for i in range(n_ops):
+        if kind[n_in + i] == CONSTANT:
+            owner[base[n_in + i]] = i
+    m = members.shape[0]
+    for k in range(m):
+        if owner[members[k]] < 0:
+            return np.empty((0, 0))
+    XT = np.empty((ln, m))
+    for k in range(m):
+        e0 = eptr[owner[members[k]]]
+        for j in range(ln):
+            XT[j, k] = coef[e0 + j]
+    return XT
+
+
+@_jit
+def costs(rptr, diag, in_group, n_in, cost):
+    """(blas, scatter, accumulate) multiply-adds of one Hessian (`InteractionPlan`): a row
+    paired with itself costs the upper half of its square, by `gram`/BLAS when it is in a
+    dense group, else by `accumulate`; cost adds the rows' building and the cross pairs."""
+    blas = 0.0
+    rest = 0.0
+    built = 0.0
+    for r in range(rptr.shape[0] - 1):
+        ln = float(rptr[r + 1] - rptr[r])
+        if r >= n_in:
+            built += ln
+        if diag[r]:
+            if in_group[r]:
+                blas += 0.5 * ln * (ln + 1.0)
+            else:
+                rest += 0.5 * ln * (ln + 1.0)
+    return blas, cost + rest, rest + max(0.0, cost - built)
+
+
+@njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc", "contract"})
+def gram(XT, members, rc, lo, H, work):
+    """H[lo:lo+ln, lo:lo+ln] += sum_k rc[members[k]] XT[:, k] XT[:, k]^T: the outer products
+    of a dense group of CONSTANT rows (XT (ln, m): member k's row values as column k, kept by
+    the plan), both triangles with the same values; clears rc of those rows (the scattered
+    accumulation then skips them). work (2, m). Reassociation lets LLVM vectorise the dot
+    products; the weights and rows are finite here (`prepare` checks the weights, CONSTANT
+    rows have finite values), so no inf/NaN semantics change."""
+    ln, m = XT.shape
+    t = work[0]
+    u = work[1]
+    for k in range(m):
+        r = members[k]
+        t[k] = rc[r]
+        rc[r] = 0.0
+    for j in range(ln):
+        xj = XT[j]
+        for k in range(m):
+            u[k] = t[k] * xj[k]
+        for i in range(j + 1):
+            xi = XT[i]
+            acc = 0.0
+            for k in range(m):
+                acc += u[k] * xi[k]
+            H[lo + j, lo + i] += acc
+            if i != j:
+                H[lo + i, lo + j] += acc
 
 
 @_jit

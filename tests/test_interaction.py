@@ -70,6 +70,38 @@ def test_dense_group_signed_weights_against_analytic():
         assert np.array_equal(H, H.T)
 
 
+def cubed_glm(w):  # rows of X @ w**3 vary with the point: with those of X @ w, one BLAS group
+    return np.sum(np.log1p(np.exp(X @ w ** 3))) - np.sum(np.sin(X @ w))
+
+
+X2 = RNG.standard_normal((40, 24))
+
+
+def two_groups(w):  # two blocks of constant rows with different index ranges
+    return (np.sum(np.log1p(np.exp(X2[:, :12] @ w[:12])))
+            + np.sum(np.exp(0.1 * (X2[:, 12:] @ w[12:]))) + w[0] * w[20])
+
+
+@pytest.mark.parametrize("func, n, constant", [(glm, 12, [True]), (cubed_glm, 12, [False]),
+                                               (two_groups, 24, [True, True])])
+def test_dense_groups_gram_and_blas(func, n, constant):
+    """Groups of constant rows (X @ w) take `gram` (their values kept by the plan as XT), rows
+    that vary take BLAS; both against the HVP path and finite differences."""
+    x0 = np.linspace(-0.6, 0.7, n)
+    tape = jitad.record(func, x0)
+    plan = tape._interaction_plan()
+    assert plan.use
+    assert sorted(g[3] is not None for g in plan.groups) == sorted(constant)
+    for lo, ln, members, XT in plan.groups:
+        if XT is not None:
+            assert XT.shape == (ln, members.shape[0])
+    for x in (x0, np.sin(np.arange(n) + 0.5)):
+        H = tape.hessian(x)
+        assert np.array_equal(H, H.T)
+        assert_close(H, hvp_hessian(tape, x), rtol=1e-11, atol=1e-11 * max(1, np.abs(H).max()))
+        assert_fd_close(H, fd_hessian(func, x), rtol=1e-6, atol=1e-6)
+
+
 def test_parallel_accumulation_matches_serial(monkeypatch):
     x = np.linspace(-1, 1, 40)
     tape = jitad.record(pairs, x)
