@@ -16,6 +16,10 @@ _NNZ_PER_EDGE = 4
 # Rows per dense group (and length of each) from which BLAS takes their outer products.
 _GROUP_MIN_ROWS = 8
 _GROUP_MIN_LENGTH = 8
+# Longest constant group rows whose outer products `gram` takes: beyond, BLAS syrk is faster
+# (1000 rows: gram/syrk 9.5/33 us at length 10, 60/61 at 30, 137/119 at 50, 741/271 at 100;
+# /tmp/s7/gram2.py)
+_GRAM_MAX_LENGTH = 32
 # Outer-product work below which the accumulation stays in the calling thread.
 _SERIAL_WORK = 200_000
 
@@ -65,8 +69,9 @@ class InteractionPlan:
     def _dense_groups(self, tape, diag):
         """[(lo, length, row ids, XT)]: rows of term operands whose patterns are the same
         contiguous index range lo..lo+length-1, many of them (a mat-vec with a constant matrix
-        followed by elementwise functions). When every row of a group is CONSTANT, XT (length,
-        rows) holds their values and `gram` takes their outer products; else (XT None) BLAS
+        followed by elementwise functions). When every row of a group is CONSTANT and at most
+        _GRAM_MAX_LENGTH long, XT (length, rows) holds their values and `gram` takes their
+        outer products; else (XT None) BLAS
         does, as Bp.T @ Bp - Bn.T @ Bn (numpy calls syrk for a product of a matrix with its own
         transpose)."""
         rows, keys = ik.group_candidates(self.rptr, self.ridx, diag, tape.n_inputs,
@@ -82,9 +87,11 @@ class InteractionPlan:
         for members in found:
             r0 = members[0]
             lo, ln = int(self.ridx[self.rptr[r0]]), int(self.rptr[r0 + 1] - self.rptr[r0])
-            XT = ik.group_values(tape._ueptr, tape.coef, tape.n_inputs, self.kind, self.base,
-                                 self.rptr, members, ln)
-            groups.append((lo, ln, members, XT if XT.shape[0] else None))
+            XT = None
+            if ln <= _GRAM_MAX_LENGTH:
+                XT = ik.group_values(tape._ueptr, tape.coef, tape.n_inputs, self.kind,
+                                     self.base, self.rptr, members, ln)
+            groups.append((lo, ln, members, XT if XT is not None and XT.shape[0] else None))
         return groups
 
     def _cheaper_than_hvps(self, tape):
