@@ -77,7 +77,7 @@ def plan(code, eptr, arg, coef, tptr, ta, tb, n_in, out, max_nnz):
 
     kind = np.zeros(n_slots, np.int8)
     base = np.full(n_slots, -1, np.int32)
-    cap = max(16, n_in + 4 * (eptr[n_ops] + 1))
+    cap = n_in + eptr[n_ops] + 16  # one entry per edge; grown when rows merge more
     rptr = np.empty(n_in + n_ops + 1, np.int32)
     ridx = np.empty(min(cap, max_nnz + 1), np.int32)  # grown below when needed
     for j in range(n_in):

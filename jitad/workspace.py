@@ -44,12 +44,20 @@ def buffer(name, shape, dtype=np.float64, zero=False):
     return a[:size].reshape(shape)
 
 
+# Cached view tuples kept per thread: keys are per tape, and one-shot calls (jitad.hessian(f, x)
+# in a loop) make a new tape each time, so the cache is emptied when it reaches this size
+MAX_VIEWS = 256
+
+
 def cached(key, make):
     """make() -> tuple of views into this thread's buffers, cached under key until a buffer
-    grows (then the views would point at released arrays)."""
-    v = _local.views.get(key)
+    grows (then the views would point at released arrays) or the cache is full."""
+    views = _local.views
+    v = views.get(key)
     if v is None:
-        v = _local.views[key] = make()
+        if len(views) >= MAX_VIEWS:
+            views.clear()
+        v = views[key] = make()
     return v
 
 

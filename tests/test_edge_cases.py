@@ -195,3 +195,14 @@ def test_large_tape_records_replays_and_differentiates():
     assert_close(tape.gradient(x), bb.gradient(x), rtol=1e-12, atol=1e-12)
     x2 = x[::-1].copy()
     assert_close(tape.gradient(x2), bb.gradient(x2), rtol=1e-12, atol=1e-12)
+
+
+def test_one_shot_calls_do_not_grow_the_per_thread_view_cache():
+    """Every one-shot call makes a new tape; the per-thread views cached per tape must stay
+    bounded (a Newton loop of jitad.hessian(f, x) would otherwise keep one entry per call)."""
+    from jitad import workspace
+    f = lambda x: np.sum(x ** 3)  # noqa: E731
+    for i in range(workspace.MAX_VIEWS + 50):
+        H = jitad.hessian(f, np.full(4, 1.0 + i))
+    assert np.allclose(H, np.diag(np.full(4, 6.0 * (workspace.MAX_VIEWS + 49.0 + 1.0))))
+    assert len(workspace.local().views) <= workspace.MAX_VIEWS
