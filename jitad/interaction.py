@@ -17,8 +17,8 @@ _NNZ_PER_EDGE = 4
 _GROUP_MIN_ROWS = 8
 _GROUP_MIN_LENGTH = 8
 # Longest constant group rows whose outer products `gram` takes: beyond, BLAS syrk is faster
-# (1000 rows: gram/syrk 9.5/33 us at length 10, 60/61 at 30, 137/119 at 50, 741/271 at 100;
-# /tmp/s7/gram2.py)
+# (1000 rows, gram against sqrt-split + syrk: 9.5/33 us at length 10, 60/61 at 30, 137/119 at
+# 50, 741/271 at 100)
 _GRAM_MAX_LENGTH = 32
 # Outer-product work below which the accumulation stays in the calling thread.
 _SERIAL_WORK = 200_000
