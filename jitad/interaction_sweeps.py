@@ -194,7 +194,8 @@ def plan(code, eptr, arg, coef, tptr, ta, tb, n_in, out, max_nnz):
                     diag[ra] = 1
                 else:
                     cost += (rptr[ra + 1] - rptr[ra]) * (rptr[rb + 1] - rptr[rb])
-    return (True, kind, base, rptr[: n_rows + 1].copy(), ridx[:nnz].copy(), term_ops, cost, diag,
+    # views, not copies: fresh copies cost page faults on every one-shot tape
+    return (True, kind, base, rptr[: n_rows + 1], ridx[:nnz], term_ops, cost, diag,
             varies)
 
 
