@@ -80,8 +80,8 @@ def record(func, *args, optimize=True):
     slots, shapes, is_tuple = output_slots(rec, out)
     rec.flush()
     x0 = rec.x0  # the recording point (also read by nested derivatives)
-    tape_arrays = (rec.code.view(), rec.param.view(), rec.eptr.view(), rec.arg.view(),
-                   rec.coef.view(), rec.tptr.view(), rec.ta.view(), rec.tb.view())
+    tape_arrays = (rec.code.final(), rec.param.final(), rec.eptr.final(), rec.arg.final(),
+                   rec.coef.final(), rec.tptr.final(), rec.ta.final(), rec.tb.final())
     guards = rec.guards.arrays()
     report = None
     if optimize:

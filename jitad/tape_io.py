@@ -33,7 +33,7 @@ import numpy as np
 from . import guards
 from . import opcodes as oc
 from . import tape_check
-from .recorder import _TERM_COUNT, _TERM_LOCAL
+from .recorder import _TCOUNT, _TLOCAL  # per op code (padded to 256): term count, pattern
 
 FORMAT_VERSION = 2  # 2: branch guards (guard_* arrays, guard_sources)
 INDEX = np.int32
@@ -43,8 +43,6 @@ _EDGE_COUNT = np.array([-1 if oc.edge_count(c, 0) is None else oc.edge_count(c, 
                         for c in range(256)], dtype=np.int64)
 _VALID = np.zeros(256, dtype=bool)
 _VALID[: oc.N_CODES] = oc.VALID_CODES
-_TCOUNT = np.zeros(256, dtype=np.int64)
-_TCOUNT[: oc.N_CODES] = _TERM_COUNT
 
 
 def _fail(msg):
@@ -52,10 +50,6 @@ def _fail(msg):
 
 
 # ------------------------------------------------------------------------------ checks
-_TLOCAL = np.zeros((256, 3, 2), dtype=np.int64)
-_TLOCAL[: oc.N_CODES] = _TERM_LOCAL
-
-
 def _check_structure(t, s):
     """Every cross-array invariant of the core arrays, in one compiled pass (tape_check)."""
     if 2 * s["n_terms"] > _IMAX:  # the transposed index counts term sides in int32
