@@ -186,15 +186,16 @@ class Recorder:
         p[0].append(code)
         p[1].append(param)
         if b < 0:
-            p[2].append(1)
             p[3].append(a)
             p[4].append(ca)
         else:
-            p[2].append(2)
             p[3].append(a)
             p[3].append(b)
             p[4].append(ca)
             p[4].append(cb)
+        # the op's edge end offset (arg.n cannot change while ops are pending): no cumsum
+        # in _move_pending, whose numpy calls are most of what a few scalar ops cost
+        p[2].append(self.arg.n + len(p[3]))
         return self.n_in + self.code.n + len(p[0]) - 1
 
     def flush(self):
@@ -202,31 +203,29 @@ class Recorder:
         self._move_pending()
         n, done = self.code.n, self.tptr.n - 1
         if n > done:
-            t0 = int(self.tptr.a[done])
-            # at most 3 terms per op (TERM_PATTERN), DOT one per two edges
-            bound = t0 + 3 * (n - done) + (self.arg.n - int(self.eptr.a[done])) // 2
             self.tptr.reserve(n - done)
-            if bound > min(self.ta.a.shape[0], self.tb.a.shape[0]):
+            t = _fill_terms(self.code.view(), self.eptr.view(), self.tptr.a, self.ta.a,
+                            self.tb.a, done, _TCOUNT, _TLOCAL,
+                            min(self.ta.a.shape[0], self.tb.a.shape[0]))
+            if t < 0:  # short: grow to a bound (3 terms per op at most, DOT 1 per 2 edges)
+                bound = (int(self.tptr.a[done]) + 3 * (n - done)
+                         + (self.arg.n - int(self.eptr.a[done])) // 2)
                 _fit(0, 0, bound)
                 self.ta.reserve(bound - self.ta.n)
                 self.tb.reserve(bound - self.tb.n)
-            t = _fill_terms(self.code.view(), self.eptr.view(), self.tptr.a, self.ta.a,
-                            self.tb.a, done, _TCOUNT, _TLOCAL, bound)
-            if t < 0:
-                raise RuntimeError("jitad: recorder term arrays too short (a bug)")
+                t = _fill_terms(self.code.view(), self.eptr.view(), self.tptr.a, self.ta.a,
+                                self.tb.a, done, _TCOUNT, _TLOCAL, bound)
             self.tptr.n = n + 1
             self.ta.n = self.tb.n = t
         _last.sizes = (max(255, n), max(256, self.arg.n), max(256, self.ta.n))
 
     def _move_pending(self):
         """Move pending scalar ops into the arrays (terms: see flush)."""
-        codes, params, nes, args, coefs = self._pending
+        codes, params, ends, args, coefs = self._pending
         if not codes:
             return
         self._pending = ([], [], [], [], [])
-        self._extend(np.array(codes, dtype=np.uint8), np.array(params, dtype=np.float64),
-                     np.array(nes, dtype=np.int64), np.array(args, dtype=np.int64),
-                     np.array(coefs, dtype=np.float64))
+        self._extend(codes, params, ends, args, coefs)
 
     def append_mixed(self, codes, params, counts, args, coefs):
         """Append ops of mixed codes with variable fan-in: op i has counts[i] edges, the edges
@@ -235,20 +234,31 @@ class Recorder:
         self._move_pending()
         base = self.n_slots
         self._extend(np.asarray(codes, dtype=np.uint8), np.asarray(params, dtype=np.float64),
-                     np.asarray(counts, dtype=np.int64), np.asarray(args, dtype=np.int64),
-                     np.asarray(coefs, dtype=np.float64))
+                     self.arg.n + np.cumsum(np.asarray(counts, dtype=np.int64)),
+                     np.asarray(args, dtype=np.int64), np.asarray(coefs, dtype=np.float64))
         return base + np.arange(len(codes), dtype=np.int64)
 
-    def _extend(self, codes, params, counts, args, coefs):
-        """The arrays' part of `flush` and `append_mixed` (nothing pending)."""
-        K = codes.shape[0]
-        e_end = self.arg.n + np.cumsum(counts)
-        _fit(self.n_slots + K, int(e_end[-1]) if K else 0, 0)
-        self.code.extend(codes)
-        self.param.extend(params)
-        self.eptr.extend(e_end)
-        self.arg.extend(args)
-        self.coef.extend(coefs)
+    def _extend(self, codes, params, ends, args, coefs):
+        """The arrays' part of `_move_pending` (lists) and `append_mixed` (arrays), ends: the
+        ops' edge end offsets. One slice assignment per array (numpy converts lists itself;
+        converting first doubled the cost of the few scalar ops most array code ends with)."""
+        K, KE = len(codes), len(args)
+        n, e0 = self.code.n, self.arg.n
+        _fit(self.n_in + n + K, e0 + KE, 0)
+        if n + K > min(self.code.a.shape[0], self.param.a.shape[0], self.eptr.a.shape[0] - 1):
+            for buf in (self.code, self.param, self.eptr):
+                buf.reserve(K)
+        if e0 + KE > min(self.arg.a.shape[0], self.coef.a.shape[0]):
+            self.arg.reserve(KE)
+            self.coef.reserve(KE)
+        self.code.a[n: n + K] = codes
+        self.param.a[n: n + K] = params
+        self.eptr.a[n + 1: n + 1 + K] = ends
+        self.arg.a[e0: e0 + KE] = args
+        self.coef.a[e0: e0 + KE] = coefs
+        self.code.n = self.param.n = n + K
+        self.eptr.n = n + 1 + K
+        self.arg.n = self.coef.n = e0 + KE
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
