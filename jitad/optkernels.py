@@ -1,6 +1,9 @@
 """Numba passes of the tape optimiser (`optimize.py` drives them; see its docstring).
 
-Each pass is one sweep over the flat tape arrays (int32 index arrays, as a Tape holds them).
+Each pass is one sweep over the flat tape arrays (int32 index arrays, as a Tape holds them;
+`value_numbering` and `mark_live` read uint32 views of the arrays `scan` validated, and of
+`rep`: numba adds a negative-index wraparound to every access through a signed index, which
+cost 20% of value numbering and 60% of mark_live on logistic regression 1000 x 10).
 Ops only ever read earlier slots, so a forward loop sees every operand's final status before the
 op itself: constant detection and value numbering reach their fixed point in one pass. `scan`
 validates the arrays (without reading out of bounds) before any other pass runs on them;
@@ -373,9 +376,10 @@ def value_numbering(code, pbits, eptr, arg, cbits, n_in, rep, head, nxt, table):
 
 
 @_jit
-def mark_live(eptr, arg, tptr, n_in, rep, roots, live):
+def mark_live(eptr, arg, tptr, n_in, rep, roots, live, merged):
     """Dead-op elimination: live (n_slots,) uint8 := 1 for the slots some root (output or kept
-    slot) depends on, through representatives (merged ops are never live).
+    slot) depends on, through representatives (merged ops are never live); merged == 0: rep
+    is the identity and is not read (a dependent load per edge less).
     Returns (ops, edges, terms) of the live ops."""
     n_ops = eptr.shape[0] - 1
     live[:] = 0
@@ -388,9 +392,15 @@ def mark_live(eptr, arg, tptr, n_in, rep, roots, live):
         if live[n_in + i]:
             n_live += 1
             n_t += tptr[i + 1] - tptr[i]
-            for e in range(eptr[i], eptr[i + 1]):
-                live[rep[arg[e]]] = 1
-                n_e += 1
+            e0 = eptr[i]
+            e1 = eptr[i + 1]
+            n_e += e1 - e0
+            if merged:
+                for e in range(e0, e1):
+                    live[rep[arg[e]]] = 1
+            else:
+                for e in range(e0, e1):
+                    live[arg[e]] = 1
     return n_live, n_e, n_t
 
 
