@@ -179,7 +179,9 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
             raise ValueError(f"{what}: slot outside the tape (0..{n_slots - 1})")
     counts = np.empty(oc.N_CODES, np.int64)
     isc = workspace.buffer("opt_flags", (n_slots,), np.uint8)
-    err, last, n_mixed = ok.scan(code, eptr, arg, tptr, ta, tb, n_in, _VALID, counts, isc)
+    u = np.uint32  # (a negative index reads as >= 2**31: out of range for scan too)
+    err, last, n_mixed = ok.scan(code, eptr.view(u), arg.view(u), tptr.view(u), ta.view(u),
+                                 tb.view(u), n_in, _VALID, counts, isc)
     if err:
         raise ValueError(f"corrupt tape: {_ERRORS[err]}")
     before = Sizes(n_in, int(out.size), n_ops, n_edges, n_terms, counts)
@@ -219,7 +221,6 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
     work = (workspace.buffer("opt_head", (n_slots,), np.int32),
             workspace.buffer("opt_next", (n_ops,), np.int32),
             workspace.buffer("opt_table", (max(16, 1 << (2 * n_ops).bit_length()),), np.int32))
-    u = np.uint32  # the validated indices as unsigned (see optkernels)
     ueptr, uarg, urep = eptr.view(u), arg.view(u), rep.view(u)
     report.merged = int(ok.value_numbering(code, param.view(np.int64), ueptr, uarg,
                                            coef.view(np.int64), n_in, urep, *work))

@@ -1,9 +1,10 @@
 """Numba passes of the tape optimiser (`optimize.py` drives them; see its docstring).
 
 Each pass is one sweep over the flat tape arrays (int32 index arrays, as a Tape holds them;
-`value_numbering` and `mark_live` read uint32 views of the arrays `scan` validated, and of
-`rep`: numba adds a negative-index wraparound to every access through a signed index, which
-cost 20% of value numbering and 60% of mark_live on logistic regression 1000 x 10).
+`scan`, `value_numbering` and `mark_live` read uint32 views of them, and of `rep`: numba adds
+a negative-index wraparound to every access through a signed index, which cost 20% of value
+numbering and 60% of mark_live on logistic regression 1000 x 10; `scan` sees a negative
+index as one >= 2**31, out of every range it checks).
 Ops only ever read earlier slots, so a forward loop sees every operand's final status before the
 op itself: constant detection and value numbering reach their fixed point in one pass. `scan`
 validates the arrays (without reading out of bounds) before any other pass runs on them;

@@ -55,8 +55,10 @@ def _check_structure(t, s):
     """Every cross-array invariant of the core arrays, in one compiled pass (tape_check)."""
     if 2 * s["n_terms"] > _IMAX:  # the transposed index counts term sides in int32
         _fail(f"{s['n_terms']} second-order terms exceed the int32 index range")
-    err, k = tape_check.structure(s["n_in"], t["code"], t["eptr"], t["arg"], t["tptr"], t["ta"],
-                                  t["tb"], t["out"], _VALID, _EDGE_COUNT, _TCOUNT, _TLOCAL)
+    u = np.uint32  # unsigned views: no wraparound code per access (see tape_check)
+    err, k = tape_check.structure(s["n_in"], t["code"], t["eptr"].view(u), t["arg"].view(u),
+                                  t["tptr"].view(u), t["ta"].view(u), t["tb"].view(u),
+                                  t["out"].view(u), _VALID, _EDGE_COUNT, _TCOUNT, _TLOCAL)
     if err == tape_check.OK:
         return
     code, eptr, tptr = t["code"], t["eptr"], t["tptr"]
