@@ -26,6 +26,8 @@ def _split_axis(a, axis):
     keep_shape) with rows = output elements."""
     idx, val = np.asarray(a.idx), np.asarray(a.val)
     nd = idx.ndim
+    if axis is None:  # the common full reduction: the same arrays with ~10 numpy calls fewer
+        return idx.reshape(1, -1), val.reshape(1, -1), (), (1,) * nd
     axes = tuple(range(nd)) if axis is None else tuple(_normalize_axis_tuple(axis, nd))
     kept = [d for d in range(nd) if d not in axes]
     perm = kept + list(axes)
@@ -156,6 +158,8 @@ def _matmul(a, b):
     if np.ndim(av) == 0 or np.ndim(bv) == 0:
         raise ValueError("matmul: Input operand does not have enough dimensions")
     val = np.matmul(av, bv)
+    if bv.ndim == 1 and av.ndim <= 2 and bv.shape[0] and av.size:
+        return _matvec(rec, a, b, ta, tb, av, bv, val)
     # every output element (..., i, j) pairs row i of A with column j of B: lay both out as
     # (..., M, 1, K) and (..., 1, N, K) and broadcast
     A_i, A_v = (_left_rows(a.idx) if ta else None), _left_rows(av)
@@ -178,6 +182,23 @@ def _matmul(a, b):
         slots = rec.append(oc.LIN, np.broadcast_to(B_i, full).reshape(m, K),
                            coef=np.broadcast_to(A_v, full).reshape(m, K))
     return make(rec, slots.reshape(out_shape), np.asarray(val, dtype=np.float64))
+
+
+def _matvec(rec, a, b, ta, tb, av, bv, val):
+    """_matmul of a 1-D or 2-D A and a 1-D B (dot products, X @ w): the same ops as the general
+    path, without its broadcasting (~25 numpy calls, most of recording a small product)."""
+    K = bv.shape[0]
+    M = av.size // K
+    if ta and tb:
+        args = np.empty((M, 2 * K), dtype=np.int64)
+        args[:, 0::2] = a.idx.reshape(M, K)
+        args[:, 1::2] = b.idx  # (broadcast over the rows)
+        slots = rec.append(oc.DOT, args)
+    elif ta:
+        slots = rec.append(oc.LIN, a.idx.reshape(M, K), coef=bv)
+    else:
+        slots = rec.append(oc.LIN, np.broadcast_to(b.idx, (M, K)), coef=av.reshape(M, K))
+    return make(rec, slots.reshape(np.shape(val)), np.asarray(val, dtype=np.float64))
 
 
 HANDLED_UFUNCS["matmul"] = _matmul

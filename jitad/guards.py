@@ -71,12 +71,14 @@ class GuardLog:
     """The guards of a recording in progress (a `Recorder` holds one as `rec.guards`)."""
 
     def __init__(self):
-        self.code = _Buf(np.uint8, 16)
-        self.a = _Buf(np.int64, 16)
-        self.b = _Buf(np.int64, 16)
-        self.c = _Buf(np.float64, 16)
-        self.out = _Buf(np.uint8, 16)
-        self.site = _Buf(np.int64, 16)
+        # the tape's dtypes (guard_a/guard_b are slots or -1: int32 like the recorder's arrays,
+        # whose _fit keeps slots in range); capacity 0 until a guard is added
+        self.code = _Buf(np.uint8, 0)
+        self.a = _Buf(np.int32, 0)
+        self.b = _Buf(np.int32, 0)
+        self.c = _Buf(np.float64, 0)
+        self.out = _Buf(np.uint8, 0)
+        self.site = _Buf(np.int32, 0)
         self.sources = []   # "file:line" per site
         self._site_ids = {}
         self._pending = []  # scalar guards (code, a, b, c, out, site) not yet in the arrays

@@ -179,7 +179,9 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
             raise ValueError(f"{what}: slot outside the tape (0..{n_slots - 1})")
     counts = np.empty(oc.N_CODES, np.int64)
     isc = workspace.buffer("opt_flags", (n_slots,), np.uint8)
-    err, last, n_mixed = ok.scan(code, eptr, arg, tptr, ta, tb, n_in, _VALID, counts, isc)
+    u = np.uint32  # (a negative index reads as >= 2**31: out of range for scan too)
+    err, last, n_mixed = ok.scan(code, eptr.view(u), arg.view(u), tptr.view(u), ta.view(u),
+                                 tb.view(u), n_in, _VALID, counts, isc)
     if err:
         raise ValueError(f"corrupt tape: {_ERRORS[err]}")
     before = Sizes(n_in, int(out.size), n_ops, n_edges, n_terms, counts)
@@ -219,14 +221,16 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
     work = (workspace.buffer("opt_head", (n_slots,), np.int32),
             workspace.buffer("opt_next", (n_ops,), np.int32),
             workspace.buffer("opt_table", (max(16, 1 << (2 * n_ops).bit_length()),), np.int32))
-    report.merged = int(ok.value_numbering(code, param.view(np.int64), eptr, arg,
-                                           coef.view(np.int64), n_in, rep, *work))
+    ueptr, uarg, urep = eptr.view(u), arg.view(u), rep.view(u)
+    report.merged = int(ok.value_numbering(code, param.view(np.int64), ueptr, uarg,
+                                           coef.view(np.int64), n_in, urep, *work))
 
     # 3. dead ops, then renumbering
     roots = np.concatenate([out.ravel().astype(np.int64)] + [k.ravel().astype(np.int64)
                                                               for k in keep])
     live = workspace.buffer("opt_live", (n_slots,), np.uint8)
-    n_live, n_e, n_t = ok.mark_live(eptr, arg, tptr, n_in, rep, roots, live)
+    n_live, n_e, n_t = ok.mark_live(ueptr, uarg, tptr.view(u), n_in, urep, roots, live,
+                                    report.merged)
     report.dead = n_ops - n_live - report.merged
     if n_live == n_ops and not report.merged and not report.folded and code is before_code:
         # nothing removed (partial folds keep slots): no renumbering, the arrays as they are

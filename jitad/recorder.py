@@ -2,12 +2,25 @@
 
 Every append adds K ops of one code with the same fan-in E in one vectorised step; the slot of
 op i is n_in + i, so an append can refer to slots it is itself creating (cumsum chains).
+
+Second-order terms (`tptr`, `ta`, `tb`) follow from each op's code and edges alone (its
+code's pattern, DOT: its pairs): `flush` writes them for all new ops in one compiled pass
+(`_fill_terms`) instead of every append building them with its own numpy calls (6 of the ~15
+an append cost). Read them only after `flush`.
+
+Index arrays are int32, as a Tape holds them (converting and range-checking int64 arrays at
+the end cost ~90 us of a 1 ms recording of 14000 edges): every value written is a slot, edge
+or term count of this recording, which `_fit` keeps within the int32 range.
 """
 import threading
 
 import numpy as np
+from numba import njit
 
 from . import opcodes as oc
+
+
+_EMPTY = {np.dtype(d).char: np.empty(0, dtype=d) for d in (np.uint8, np.int32, np.float64)}
 
 
 class _Buf:
@@ -16,7 +29,9 @@ class _Buf:
     __slots__ = ("a", "n")
 
     def __init__(self, dtype, cap=256):
-        self.a = np.empty(cap, dtype=dtype)
+        # cap 0: a shared empty array until the first reserve (never written: reserve always
+        # reallocates it), for logs that usually stay empty (the guards: ~1.5 us a buffer)
+        self.a = np.empty(cap, dtype=dtype) if cap else _EMPTY[np.dtype(dtype).char]
         self.n = 0
 
     def reserve(self, k):
@@ -36,8 +51,29 @@ class _Buf:
     def view(self):
         return self.a[: self.n]
 
+    def final(self):
+        """The filled part, for a Tape to keep: copied when the buffer is more than twice as
+        long (a capacity carried over from a larger recording, see `_last`), so a small tape
+        never holds a large buffer alive."""
+        if self.a.shape[0] > 2 * self.n + 256:
+            return self.a[: self.n].copy()
+        return self.a[: self.n]
+
 
 _active = threading.local()
+INDEX = np.int32  # == tape_io.INDEX (which imports this module)
+_IMAX = int(np.iinfo(INDEX).max)
+# This thread's last recording's sizes (ops, edges, terms): the next recorder starts with that
+# capacity, since recording one function repeatedly (jitad.hessian(f, x)) is the common case
+# and growing by doubling cost ~25 reallocations and copies per recording of 4000 ops.
+_last = threading.local()
+
+
+def _fit(slots, edges, terms):
+    """ValueError when a recording outgrows the int32 indices of its arrays."""
+    if slots > _IMAX or edges > _IMAX or terms > _IMAX:
+        raise ValueError("tape too large: more than 2**31 - 1 slots, edges or second-order "
+                         "terms (int32 indices)")
 
 
 def current():
@@ -48,21 +84,24 @@ def current():
 
 class Recorder:
     def __init__(self, n_in):
+        _fit(n_in, 0, 0)
         self.n_in = n_in
-        self.code = _Buf(np.uint8)
-        self.param = _Buf(np.float64)
-        self.eptr = _Buf(np.int64)
-        self.eptr.extend(np.zeros(1, np.int64))
-        self.arg = _Buf(np.int64)
-        self.coef = _Buf(np.float64)
-        self.tptr = _Buf(np.int64)
-        self.tptr.extend(np.zeros(1, np.int64))
-        self.ta = _Buf(np.int64)
-        self.tb = _Buf(np.int64)
+        ops, edges, terms = getattr(_last, "sizes", (255, 256, 256))
+        self.code = _Buf(np.uint8, ops)
+        self.param = _Buf(np.float64, ops)
+        self.eptr = _Buf(INDEX, ops + 1)
+        self.eptr.a[0] = 0
+        self.eptr.n = 1
+        self.arg = _Buf(INDEX, edges)
+        self.coef = _Buf(np.float64, edges)
+        self.tptr = _Buf(INDEX, ops + 1)
+        self.tptr.a[0] = 0
+        self.tptr.n = 1
+        self.ta = _Buf(INDEX, terms)
+        self.tb = _Buf(INDEX, terms)
         self.n_const = 0
         self._pending = ([], [], [], [], [])  # scalar ops not yet in the arrays: see append1
-        from .guards import GuardLog  # (guards.py uses this module's _Buf)
-        self.guards = GuardLog()  # comparisons the recording relied on (guards.py)
+        self.guards = _guard_log()  # comparisons the recording relied on (guards.py)
 
     @property
     def n_ops(self):
@@ -95,25 +134,20 @@ class Recorder:
         if K == 0:
             return np.empty(0, dtype=np.int64)
         if self._pending[0]:
-            self.flush()
+            self._move_pending()
         n, e0 = self.code.n, self.arg.n
         base = self.n_in + n
-        local = _local_terms(code, E)
-        T = local.shape[0]
-        t0 = self.tptr.a[self.tptr.n - 1]
         KE = K * E
         # reserve (a call per buffer only when one of its group is short: the slice
         # assignments below would silently write fewer elements into a short buffer)
-        if n + K > min(self.code.a.shape[0], self.param.a.shape[0], self.eptr.a.shape[0] - 1,
-                       self.tptr.a.shape[0] - 1):
-            for buf in (self.code, self.param, self.eptr, self.tptr):
+        if n + K > min(self.code.a.shape[0], self.param.a.shape[0], self.eptr.a.shape[0] - 1):
+            _fit(base + K, 0, 0)
+            for buf in (self.code, self.param, self.eptr):
                 buf.reserve(K)
         if e0 + KE > min(self.arg.a.shape[0], self.coef.a.shape[0]):
+            _fit(0, e0 + KE, 0)
             self.arg.reserve(KE)
             self.coef.reserve(KE)
-        if T and self.ta.n + K * T > min(self.ta.a.shape[0], self.tb.a.shape[0]):
-            self.ta.reserve(K * T)
-            self.tb.reserve(K * T)
         self.code.a[n: n + K] = code
         self.param.a[n: n + K] = param
         if E:
@@ -122,17 +156,8 @@ class Recorder:
             self.eptr.a[n + 1: n + 1 + K] = e0
         self.arg.a[e0: e0 + KE].reshape(K, E)[...] = args
         self.coef.a[e0: e0 + KE].reshape(K, E)[...] = 0.0 if coef is None else coef
-        if T:
-            self.tptr.a[n + 1: n + 1 + K] = np.arange(t0 + T, t0 + K * T + 1, T)
-            starts = np.arange(e0, e0 + KE, E)[:, None]
-            t1 = self.ta.n
-            self.ta.a[t1: t1 + K * T].reshape(K, T)[...] = starts + local[:, 0]
-            self.tb.a[t1: t1 + K * T].reshape(K, T)[...] = starts + local[:, 1]
-            self.ta.n = self.tb.n = t1 + K * T
-        else:
-            self.tptr.a[n + 1: n + 1 + K] = t0
         self.code.n = self.param.n = n + K
-        self.eptr.n = self.tptr.n = n + 1 + K
+        self.eptr.n = n + 1 + K
         self.arg.n = self.coef.n = e0 + KE
         if code == oc.CONST:
             self.n_const += K
@@ -148,7 +173,7 @@ class Recorder:
         slots = np.asarray(slots)
         if self.n_const == 0:
             return np.zeros(slots.shape, dtype=bool)
-        self.flush()
+        self._move_pending()
         ops = slots - self.n_in
         mask = ops >= 0
         out = np.zeros(slots.shape, dtype=bool)
@@ -165,77 +190,116 @@ class Recorder:
         p[0].append(code)
         p[1].append(param)
         if b < 0:
-            p[2].append(1)
             p[3].append(a)
             p[4].append(ca)
         else:
-            p[2].append(2)
             p[3].append(a)
             p[3].append(b)
             p[4].append(ca)
             p[4].append(cb)
+        # the op's edge end offset (arg.n cannot change while ops are pending): no cumsum
+        # in _move_pending, whose numpy calls are most of what a few scalar ops cost
+        p[2].append(self.arg.n + len(p[3]))
         return self.n_in + self.code.n + len(p[0]) - 1
 
     def flush(self):
-        """Move pending scalar ops into the arrays."""
-        codes, params, nes, args, coefs = self._pending
+        """Complete the arrays: move pending scalar ops in and write the terms of new ops."""
+        self._move_pending()
+        n, done = self.code.n, self.tptr.n - 1
+        if n > done:
+            self.tptr.reserve(n - done)
+            t = _fill_terms(self.code.view(), self.eptr.view(), self.tptr.a, self.ta.a,
+                            self.tb.a, done, _TCOUNT, _TLOCAL,
+                            min(self.ta.a.shape[0], self.tb.a.shape[0]))
+            if t < 0:  # short: grow to a bound (3 terms per op at most, DOT 1 per 2 edges)
+                bound = (int(self.tptr.a[done]) + 3 * (n - done)
+                         + (self.arg.n - int(self.eptr.a[done])) // 2)
+                _fit(0, 0, bound)
+                self.ta.reserve(bound - self.ta.n)
+                self.tb.reserve(bound - self.tb.n)
+                t = _fill_terms(self.code.view(), self.eptr.view(), self.tptr.a, self.ta.a,
+                                self.tb.a, done, _TCOUNT, _TLOCAL, bound)
+            self.tptr.n = n + 1
+            self.ta.n = self.tb.n = t
+        _last.sizes = (max(255, n), max(256, self.arg.n), max(256, self.ta.n))
+
+    def _move_pending(self):
+        """Move pending scalar ops into the arrays (terms: see flush)."""
+        codes, params, ends, args, coefs = self._pending
         if not codes:
             return
         self._pending = ([], [], [], [], [])
-        self._extend(np.array(codes, dtype=np.uint8), np.array(params, dtype=np.float64),
-                     np.array(nes, dtype=np.int64), np.array(args, dtype=np.int64),
-                     np.array(coefs, dtype=np.float64))
+        self._extend(codes, params, ends, args, coefs)
 
     def append_mixed(self, codes, params, counts, args, coefs):
         """Append ops of mixed codes with variable fan-in: op i has counts[i] edges, the edges
         of all ops concatenated in args/coefs; second-order terms follow each code's pattern
         (DOT: the pairs (2k, 2k+1)). Returns the new slots (K,)."""
-        self.flush()
+        self._move_pending()
         base = self.n_slots
         self._extend(np.asarray(codes, dtype=np.uint8), np.asarray(params, dtype=np.float64),
-                     np.asarray(counts, dtype=np.int64), np.asarray(args, dtype=np.int64),
-                     np.asarray(coefs, dtype=np.float64))
+                     self.arg.n + np.cumsum(np.asarray(counts, dtype=np.int64)),
+                     np.asarray(args, dtype=np.int64), np.asarray(coefs, dtype=np.float64))
         return base + np.arange(len(codes), dtype=np.int64)
 
-    def _extend(self, codes, params, counts, args, coefs):
-        """The arrays' part of `flush` and `append_mixed` (nothing pending)."""
-        K = codes.shape[0]
-        e_end = self.arg.n + np.cumsum(counts)
-        e_start = e_end - counts
-        self.code.extend(codes)
-        self.param.extend(params)
-        self.eptr.extend(e_end)
-        self.arg.extend(args)
-        self.coef.extend(coefs)
-        is_dot = codes == oc.DOT
-        terms = np.where(is_dot, counts // 2, _TERM_COUNT[codes])
-        t_base = self.tptr.a[self.tptr.n - 1]
-        self.tptr.extend(t_base + np.cumsum(terms))
-        total = int(terms.sum())
-        if total:
-            op = np.repeat(np.arange(K), terms)
-            local = np.arange(total) - np.repeat(np.cumsum(terms) - terms, terms)
-            pairs = _TERM_LOCAL[codes[op], np.minimum(local, 2)]  # DOT rows are overwritten
-            dot = is_dot[op]
-            pairs[dot, 0] = 2 * local[dot]
-            pairs[dot, 1] = 2 * local[dot] + 1
-            self.ta.extend(e_start[op] + pairs[:, 0])
-            self.tb.extend(e_start[op] + pairs[:, 1])
-
-_LOCAL_TERMS = {}
+    def _extend(self, codes, params, ends, args, coefs):
+        """The arrays' part of `_move_pending` (lists) and `append_mixed` (arrays), ends: the
+        ops' edge end offsets. One slice assignment per array (numpy converts lists itself;
+        converting first doubled the cost of the few scalar ops most array code ends with)."""
+        K, KE = len(codes), len(args)
+        n, e0 = self.code.n, self.arg.n
+        _fit(self.n_in + n + K, e0 + KE, 0)
+        if n + K > min(self.code.a.shape[0], self.param.a.shape[0], self.eptr.a.shape[0] - 1):
+            for buf in (self.code, self.param, self.eptr):
+                buf.reserve(K)
+        if e0 + KE > min(self.arg.a.shape[0], self.coef.a.shape[0]):
+            self.arg.reserve(KE)
+            self.coef.reserve(KE)
+        self.code.a[n: n + K] = codes
+        self.param.a[n: n + K] = params
+        self.eptr.a[n + 1: n + 1 + K] = ends
+        self.arg.a[e0: e0 + KE] = args
+        self.coef.a[e0: e0 + KE] = coefs
+        self.code.n = self.param.n = n + K
+        self.eptr.n = n + 1 + K
+        self.arg.n = self.coef.n = e0 + KE
 
 
-def _local_terms(code, E):
-    """(T, 2) local edge pairs of an op of this code with E edges (DOT: the pairs (2k, 2k+1))."""
-    key = (code, E) if code == oc.DOT else code
-    local = _LOCAL_TERMS.get(key)
-    if local is None:
-        if code == oc.DOT:
-            local = np.stack([np.arange(0, E, 2), np.arange(1, E, 2)], axis=1).astype(np.int64)
-        else:
-            local = np.asarray(oc.TERM_PATTERN[code], dtype=np.int64).reshape(-1, 2)
-        _LOCAL_TERMS[key] = local
-    return local
+def _guard_log():
+    """A new guards.GuardLog (imported on first use: guards.py imports this module's _Buf; an
+    import statement per recording cost ~5 us)."""
+    global _GuardLog
+    if _GuardLog is None:
+        from .guards import GuardLog
+        _GuardLog = GuardLog
+    return _GuardLog()
+
+
+_GuardLog = None
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _fill_terms(code, eptr, tptr, ta, tb, done, term_count, term_local, bound):
+    """tptr[done + 1:] and the terms of ops done.. (their code's pattern over their own edges,
+    DOT: the pairs (2k, 2k+1)); term_count (256,), term_local (256, 3, 2) per code. Returns the
+    term count, or -1 when it would pass `bound` (<= the length of ta and tb)."""
+    t = tptr[done]
+    for i in range(done, code.shape[0]):
+        c = code[i]
+        e0 = eptr[i]
+        nt = (eptr[i + 1] - e0) // 2 if c == oc.DOT else term_count[c]
+        if t + nt > bound:
+            return -1
+        for k in range(nt):
+            if c == oc.DOT:
+                ta[t] = e0 + 2 * k
+                tb[t] = e0 + 2 * k + 1
+            else:
+                ta[t] = e0 + term_local[c, k, 0]
+                tb[t] = e0 + term_local[c, k, 1]
+            t += 1
+        tptr[i + 1] = t
+    return t
 
 
 def _term_tables():
@@ -250,3 +314,8 @@ def _term_tables():
 
 
 _TERM_COUNT, _TERM_LOCAL = _term_tables()
+# padded to every uint8 code (0 terms for unknown ones), as `_fill_terms` reads them
+_TCOUNT = np.zeros(256, dtype=np.int64)
+_TCOUNT[: oc.N_CODES] = _TERM_COUNT
+_TLOCAL = np.zeros((256, 3, 2), dtype=np.int64)
+_TLOCAL[: oc.N_CODES] = _TERM_LOCAL

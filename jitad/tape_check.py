@@ -6,6 +6,9 @@ guarded by an explicit test are in range by those checks). It returns (0, 0) for
 tape, else (error code, position); `tape_io` turns the pair into a ValueError message. A
 numpy version cost about 200 us on a 64-op tape (a third of recording it) and several
 slot-sized temporaries on large ones; this kernel costs a few microseconds and none.
+It reads uint32 views of the int32 index arrays (numba adds a negative-index wraparound to
+every access through a signed index: 15% of this pass); a negative index reads as one
+>= 2**31, outside every range checked here, so the same tapes fail with the same codes.
 """
 from numba import njit
 
