@@ -94,6 +94,13 @@ def plan(code, eptr, arg, coef, tptr, ta, tb, n_in, out, max_nnz):
         s = n_in + i
         if not need[s]:
             continue
+        e0 = eptr[i]
+        if eptr[i + 1] - e0 == 1:  # one operand (unary chains, scalings): its row, shared
+            r = base[arg[e0]]
+            if r >= 0:
+                kind[s] = SHARED
+                base[s] = r
+            continue
         b = -1
         mixed = False
         # a row straight over distinct inputs in increasing order (a row of a mat-vec X @ w):
