@@ -84,13 +84,16 @@ class InteractionPlan:
             _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
             found = [rows[inverse == g] for g in np.flatnonzero(counts >= _GROUP_MIN_ROWS)]
         groups = []
+        owner = None
         for members in found:
             r0 = members[0]
             lo, ln = int(self.ridx[self.rptr[r0]]), int(self.rptr[r0 + 1] - self.rptr[r0])
             XT = None
             if ln <= _GRAM_MAX_LENGTH:
-                XT = ik.group_values(tape._ueptr, tape.coef, tape.n_inputs, self.kind,
-                                     self.base, self.rptr, members, ln)
+                if owner is None:
+                    owner = ik.constant_owners(tape.n_inputs, self.kind, self.base,
+                                               self.n_rows)
+                XT = ik.group_values(tape._ueptr, tape.coef, owner, members, ln)
             groups.append((lo, ln, members, XT if XT is not None and XT.shape[0] else None))
         return groups
 

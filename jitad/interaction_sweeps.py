@@ -401,14 +401,20 @@ def group_candidates(rptr, ridx, diag, n_in, min_length):
 
 
 @_jit
-def group_values(eptr, coef, n_in, kind, base, rptr, members, ln):
+def constant_owners(n_in, kind, base, n_rows):
+    """owner (n_rows,) int64: the op whose coefficients are each CONSTANT row's values, -1 for
+    the other rows (every row has one owning slot; SHARED slots only point at rows)."""
+    owner = np.full(n_rows, -1, np.int64)
+    for s in range(n_in, kind.shape[0]):
+        if kind[s] == CONSTANT:
+            owner[base[s]] = s - n_in
+    return owner
+
+
+@_jit
+def group_values(eptr, coef, owner, members, ln):
     """XT (ln, len(members)): the values of a dense group's rows as columns when every row is
-    a CONSTANT row (its op's coefficients), else an empty (0, 0) array."""
-    n_ops = eptr.shape[0] - 1
-    owner = np.full(rptr.shape[0] - 1, -1, np.int64)
-    for i in range(n_ops):
-        if kind[n_in + i] == CONSTANT:
-            owner[base[n_in + i]] = i
+    a CONSTANT row (owner >= 0: its op's coefficients), else an empty (0, 0) array."""
     m = members.shape[0]
     for k in range(m):
         if owner[members[k]] < 0:

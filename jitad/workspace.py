@@ -45,19 +45,20 @@ def buffer(name, shape, dtype=np.float64, zero=False):
 
 
 # Cached view tuples kept per thread: keys are per tape, and one-shot calls (jitad.hessian(f, x)
-# in a loop) make a new tape each time, so the cache is emptied when it reaches this size
+# in a loop) make a new tape each time, so beyond this size the oldest entry is dropped
 MAX_VIEWS = 256
 
 
 def cached(key, make):
     """make() -> tuple of views into this thread's buffers, cached under key until a buffer
-    grows (then the views would point at released arrays) or the cache is full."""
+    grows (then the views would point at released arrays) or MAX_VIEWS newer keys came."""
     views = _local.views
     v = views.get(key)
     if v is None:
-        if len(views) >= MAX_VIEWS:
-            views.clear()
-        v = views[key] = make()
+        v = make()  # may itself add entries (a tape's point arrays)
+        while len(views) >= MAX_VIEWS:
+            del views[next(iter(views))]  # dicts keep insertion order: the oldest first
+        views[key] = v
     return v
 
 

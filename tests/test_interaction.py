@@ -59,14 +59,23 @@ def test_matches_hvp_path_and_finite_differences(func, n):
         assert_fd_close(H, fd_hessian(func, x), rtol=1e-6, atol=1e-6)
 
 
-def test_dense_group_signed_weights_against_analytic():
-    w0 = np.linspace(-0.5, 0.5, 12)
+X40 = RNG.standard_normal((80, 40))
+
+
+@pytest.mark.parametrize("Xm, via_gram", [(X, True), (X40, False)])
+def test_dense_group_signed_weights_against_analytic(Xm, via_gram, monkeypatch):
+    """Signed weights c = s(1-s) - sin(z) of the rows of X @ w: by `gram` (12 columns) and by
+    BLAS (40 columns, beyond _GRAM_MAX_LENGTH: the Bp and Bn syrk halves)."""
+    monkeypatch.setitem(globals(), "X", Xm)  # glm and glm_hessian read the module's X
+    d = Xm.shape[1]
+    w0 = np.linspace(-0.5, 0.5, d)
     tape = jitad.record(glm, w0)
     plan = tape._interaction_plan()
-    assert len(plan.groups) == 1 and plan.groups[0][1] == 12  # one group: rows of X @ w
-    for w in (w0, np.cos(np.arange(12.0))):
+    assert len(plan.groups) == 1 and plan.groups[0][1] == d  # one group: rows of X @ w
+    assert (plan.groups[0][3] is not None) == via_gram
+    for w in (w0, np.cos(np.arange(float(d)))):
         H = tape.hessian(w)
-        assert_close(H, glm_hessian(w), rtol=1e-12, atol=1e-12)
+        assert_close(H, glm_hessian(w), rtol=1e-12, atol=1e-12 * max(1, np.abs(H).max()))
         assert np.array_equal(H, H.T)
 
 
