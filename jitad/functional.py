@@ -18,7 +18,7 @@ import numbers
 
 import numpy as np
 
-from . import limits
+from . import interaction, limits
 from .lazy import LazyHessian, RowCache
 from .record import as_float_array, record
 
@@ -298,7 +298,19 @@ def hessian(func, inputs, strict=False, batch_axis=None, lazy=False, create_grap
         if not lay.in_tuple:
             return blocks[0]
         return tuple(tuple(blocks[i * k:(i + 1) * k]) for i in range(k))
-    return lay.hessian(tape.hessian(x))
+    return lay.hessian(_one_shot_hessian(tape, x))
+
+
+_ONE = np.ones(1)
+
+
+def _one_shot_hessian(tape, x):
+    """Hessian of a scalar-output tape recorded for this one call: dense rows without a plan
+    when n is small (a plan pays off only on replay), else `tape.hessian`. The two ways sum
+    in different orders: equal up to rounding, not bitwise."""
+    limits.check_dense(tape.n_inputs, tape.n_inputs, "Hessian")
+    H = interaction.one_shot_hessian(tape, tape._x(x), _ONE)
+    return tape.hessian(x) if H is None else H
 
 
 def _hvp(func, inputs, v, strict, what, create_graph):

@@ -24,6 +24,30 @@ _GRAM_MAX_LENGTH = 32
 _SERIAL_WORK = 200_000
 
 
+# A tape used for one Hessian (the functional jitad.hessian) with at most this many inputs
+# takes dense rows and no plan (`dense_rows_hessian`), when its rows take at most
+# DENSE_ROWS_MAX_ENTRIES entries
+DENSE_ROWS_MAX_N = 16
+DENSE_ROWS_MAX_ENTRIES = 1 << 21
+
+
+def one_shot_hessian(tape, x, w):
+    """The (n, n) Hessian of a tape used once, from dense rows without a plan (x, w validated
+    by the caller; small n only, see DENSE_ROWS_MAX_N), or None when it has non-finite
+    entries or is too large for this way. Runs the forward sweep (and the guard check) at x.
+    Not for replayed tapes: `Tape.hessian` keeps one method per tape, so that its results do
+    not change in the last bits between calls."""
+    n = tape.n_inputs
+    if n > DENSE_ROWS_MAX_N or tape.n_slots * n > DENSE_ROWS_MAX_ENTRIES:
+        return None
+    _, d1, d2, adj = tape._point_arrays(x)
+    G = workspace.buffer("ih_dense_rows", (tape.n_slots, n))
+    H = np.zeros((n, n))
+    ok = ik.dense_rows_hessian(tape._ueptr, tape._uarg, tape._utptr, tape._uta, tape._utb, n,
+                               tape._uout, w, d1, d2, adj, G, H)
+    return H if ok else None
+
+
 class InteractionPlan:
     """Row patterns of one tape. `ok` is False when the rows would be too dense."""
 

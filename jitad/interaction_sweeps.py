@@ -477,6 +477,62 @@ def gram(XT, members, rc, lo, H, work):
 
 
 @_jit
+def dense_rows_hessian(eptr, arg, tptr, ta, tb, n_in, out, w, d1, d2, adj, G, H):
+    """The same sum without a plan, rows kept dense: for a tape used for one Hessian at small
+    n, where building the plan would cost more than the rows (`one_shot_hessian`). d1, d2: the point's partials; adj (n_slots,), G (n_slots, n) work; H (n, n) zero
+    on entry. Rows: inputs' unit rows, an op's row the sum over its edges of d1 * operand row,
+    for the ops below the last op with terms. Returns False (H unspecified) when an entry is
+    not finite: the caller then takes the plan's way (and its fall-back to the HVP sweeps)."""
+    n_ops = eptr.shape[0] - 1
+    first = n_ops
+    last = 0
+    for i in range(n_ops):
+        if tptr[i + 1] > tptr[i]:
+            first = min(first, i)
+            last = i
+    sweeps.reverse1_down_to(eptr, arg, d1, n_in, out, w, adj, first)
+    for s in range(n_in):
+        for j in range(n_in):
+            G[s, j] = 0.0
+        G[s, s] = 1.0
+    for i in range(last):
+        row = G[n_in + i]
+        for j in range(n_in):
+            row[j] = 0.0
+        for e in range(eptr[i], eptr[i + 1]):
+            c = d1[e]
+            ga = G[arg[e]]
+            for j in range(n_in):
+                row[j] += c * ga[j]
+    for i in range(first, n_ops):
+        a = adj[n_in + i]
+        if a == 0.0:
+            continue  # no 0 * inf from an op no output depends on (as `weights`)
+        for t in range(tptr[i], tptr[i + 1]):
+            c = a * d2[t]
+            ga = G[arg[ta[t]]]
+            if ta[t] == tb[t]:
+                for j in range(n_in):
+                    u = c * ga[j]
+                    for k in range(j + 1):
+                        H[j, k] += u * ga[k]
+            else:
+                gb = G[arg[tb[t]]]
+                for j in range(n_in):
+                    u = c * ga[j]
+                    v = c * gb[j]
+                    for k in range(j + 1):
+                        H[j, k] += u * gb[k] + v * ga[k]
+    for j in range(n_in):
+        for k in range(j + 1):
+            h = H[j, k]
+            if not np.isfinite(h):
+                return False
+            H[k, j] = h
+    return True
+
+
+@_jit
 def prepare(code, param, eptr, arg, coef, tptr, ta, tb, n_in, out, x, w, at_point,
             val, d1, d2, adj, kind, base, rptr, ridx, term_ops, varies, scale, rval, acc, rc,
             xa, xb, xc):

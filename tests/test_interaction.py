@@ -227,3 +227,40 @@ def test_not_finite_falls_back_to_hvps():
     with np.errstate(invalid="ignore"):
         np.testing.assert_array_equal(tape.hessian(x), hvp_hessian(tape, x))
     assert np.isinf(tape.hessian(x)[0, 0]) or np.isnan(tape.hessian(x)[0, 0])
+
+
+@pytest.mark.parametrize("func, n", [(glm, 12), (pairs, 9), (chained, 7), (two_groups, 24)])
+def test_one_shot_dense_rows(func, n, monkeypatch):
+    """A tape used for one Hessian (jitad.hessian) takes dense rows without building a plan
+    when n <= DENSE_ROWS_MAX_N; equal to the HVP path up to rounding, exactly symmetric."""
+    x0 = np.linspace(-0.8, 0.9, n)
+    tape = jitad.record(func, x0)
+    for x in (x0, 0.7 * x0[::-1] + 0.1):
+        H = interaction.one_shot_hessian(tape, tape._x(x), np.ones(1))
+        if n > interaction.DENSE_ROWS_MAX_N:
+            assert H is None
+            continue
+        assert "_iplan" not in tape.__dict__  # no plan was built
+        assert np.array_equal(H, H.T)
+        assert_close(H, hvp_hessian(tape, x), rtol=1e-12, atol=1e-12 * max(1, np.abs(H).max()))
+        assert_fd_close(H, fd_hessian(func, x), rtol=1e-6, atol=1e-6)
+    calls = []
+    real = interaction.one_shot_hessian
+    monkeypatch.setattr(interaction, "one_shot_hessian",
+                        lambda *a: calls.append(1) or real(*a))
+    H = jitad.hessian(func, x0)
+    assert calls and H.shape == (n, n)
+    assert_close(H, hvp_hessian(tape, x0), rtol=1e-12, atol=1e-12 * max(1, np.abs(H).max()))
+
+
+def test_one_shot_not_finite_takes_the_tape_path():
+    """sqrt'(0) = inf: the dense rows give up (None) and jitad.hessian returns what
+    tape.hessian does (the HVP path's entry-wise special values)."""
+    def f(x):
+        return np.sum(np.sqrt(x) * x[::-1]) + x[1] ** 3
+    x = np.array([0.0, 0.7, 0.2, 0.9])
+    tape = jitad.record(f, x)
+    assert interaction.one_shot_hessian(tape, tape._x(x), np.ones(1)) is None
+    with np.errstate(all="ignore"):
+        H = jitad.hessian(f, x)
+    np.testing.assert_array_equal(H, jitad.record(f, x).hessian(x))
