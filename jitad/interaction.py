@@ -33,18 +33,24 @@ DENSE_ROWS_MAX_ENTRIES = 1 << 21
 
 def one_shot_hessian(tape, x, w):
     """The (n, n) Hessian of a tape used once, from dense rows without a plan (x, w validated
-    by the caller; small n only, see DENSE_ROWS_MAX_N), or None when it has non-finite
-    entries or is too large for this way. Runs the forward sweep (and the guard check) at x.
-    Not for replayed tapes: `Tape.hessian` keeps one method per tape, so that its results do
+    by the caller), or None when n > DENSE_ROWS_MAX_N, the rows would be too large or an
+    entry is not finite. Runs the forward sweep (and the guard check) at x. Not for replayed
+    tapes: `Tape.hessian` keeps one method per tape, so that its results do
     not change in the last bits between calls."""
     n = tape.n_inputs
     if n > DENSE_ROWS_MAX_N or tape.n_slots * n > DENSE_ROWS_MAX_ENTRIES:
         return None
     _, d1, d2, adj = tape._point_arrays(x)
     G = workspace.buffer("ih_dense_rows", (tape.n_slots, n))
+    rb = workspace.buffer("ih_dense_base", (tape.n_slots,), np.int32)
+    rs = workspace.buffer("ih_dense_scale", (tape.n_slots,))
+    rw = workspace.buffer("ih_dense_weight", (tape.n_slots,))
+    RT = workspace.buffer("ih_dense_terms", (n, tape.n_slots))
+    cw = workspace.buffer("ih_dense_weights", (2, tape.n_slots))
+    pair = workspace.buffer("ih_dense_pair", (2, n))
     H = np.zeros((n, n))
     ok = ik.dense_rows_hessian(tape._ueptr, tape._uarg, tape._utptr, tape._uta, tape._utb, n,
-                               tape._uout, w, d1, d2, adj, G, H)
+                               tape._uout, w, d1, d2, adj, G, rb, rs, rw, RT, cw, pair, H)
     return H if ok else None
 
 

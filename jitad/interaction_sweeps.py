@@ -448,41 +448,70 @@ def costs(rptr, diag, in_group, n_in, cost):
 
 
 @njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc", "contract"})
+def _weighted_gram_lower(RT, c, K, H, u):
+    """H[j, i] += sum_k c[k] RT[j, k] RT[i, k] for i <= j (the lower triangle), over the first
+    K columns of RT (n, >= K); u (K,) work. Reassociation lets LLVM vectorise the sums over k
+    (the caller checks the result for non-finite entries)."""
+    n = RT.shape[0]
+    for j in range(n):
+        rj = RT[j]
+        for k in range(K):
+            u[k] = c[k] * rj[k]
+        for i in range(j + 1):
+            ri = RT[i]
+            acc = 0.0
+            for k in range(K):
+                acc += u[k] * ri[k]
+            H[j, i] += acc
+
+
+@_jit
 def gram(XT, members, rc, lo, H, work):
     """H[lo:lo+ln, lo:lo+ln] += sum_k rc[members[k]] XT[:, k] XT[:, k]^T: the outer products
     of a dense group of CONSTANT rows (XT (ln, m): member k's row values as column k, kept by
-    the plan), both triangles with the same values; clears rc of those rows (the scattered
-    accumulation then skips them). work (2, m). Reassociation lets LLVM vectorise the dot
-    products; the weights and rows are finite here (`prepare` checks the weights, CONSTANT
-    rows have finite values), so no inf/NaN semantics change."""
+    the plan), both triangles with the same values, by `_weighted_gram_lower`; clears rc of
+    those rows (the scattered accumulation then skips them). work (2, m). The weights and rows
+    are finite here (`prepare` checks the weights, CONSTANT rows have finite values)."""
     ln, m = XT.shape
     t = work[0]
-    u = work[1]
     for k in range(m):
         r = members[k]
         t[k] = rc[r]
         rc[r] = 0.0
+    S = np.zeros((ln, ln))
+    _weighted_gram_lower(XT, t, m, S, work[1])
     for j in range(ln):
-        xj = XT[j]
-        for k in range(m):
-            u[k] = t[k] * xj[k]
         for i in range(j + 1):
-            xi = XT[i]
-            acc = 0.0
-            for k in range(m):
-                acc += u[k] * xi[k]
-            H[lo + j, lo + i] += acc
+            H[lo + j, lo + i] += S[j, i]
             if i != j:
-                H[lo + i, lo + j] += acc
+                H[lo + i, lo + j] += S[j, i]
 
 
 @_jit
-def dense_rows_hessian(eptr, arg, tptr, ta, tb, n_in, out, w, d1, d2, adj, G, H):
+def _scaled_row(G, rb, rs, s, row):
+    """row (n,) := the dense row of slot s, rs[s] * G[rb[s]]."""
+    g = G[rb[s]]
+    f = rs[s]
+    for j in range(row.shape[0]):
+        row[j] = f * g[j]
+
+
+@_jit
+def dense_rows_hessian(eptr, arg, tptr, ta, tb, n_in, out, w, d1, d2, adj, G, rb, rs, rw, RT,
+                       cw, pair, H):
     """The same sum without a plan, rows kept dense: for a tape used for one Hessian at small
-    n, where building the plan would cost more than the rows (`one_shot_hessian`). d1, d2: the point's partials; adj (n_slots,), G (n_slots, n) work; H (n, n) zero
-    on entry. Rows: inputs' unit rows, an op's row the sum over its edges of d1 * operand row,
-    for the ops below the last op with terms. Returns False (H unspecified) when an entry is
-    not finite: the caller then takes the plan's way (and its fall-back to the HVP sweeps)."""
+    n, where building the plan would cost more than the rows (`one_shot_hessian`). d1, d2: the
+    point's partials; adj (n_slots,), G (n_slots, n), rb (n_slots,) int, rs, rw (n_slots,),
+    RT (n, n_slots), cw (2, n_slots), pair (2, n) work; H (n, n) zero on entry.
+    The row of slot s is rs[s] * G[rb[s]]: inputs store their unit vectors; an op of one
+    operand only scales its operand's row (unary chains cost one multiply, not a row); an op
+    of several stores the sum over its edges of d1 * operand row. Rows are built for the ops
+    below the last op with terms. A term of one operand adds c g g^T, a term of two
+    c (g_a g_b^T + g_b g_a^T), with c = adjoint * d2: when both are one stored row (scaled),
+    c times the scales adds to that row's weight, and the weighted rows are summed at the end
+    by `_weighted_gram_lower`. Returns False (H unspecified) when a partial on an input's unit row or an
+    entry is not finite: the caller then takes the plan's way (and its fall-back to the HVP
+    sweeps, whose entry-wise special values are the documented ones)."""
     n_ops = eptr.shape[0] - 1
     first = n_ops
     last = 0
@@ -495,34 +524,68 @@ def dense_rows_hessian(eptr, arg, tptr, ta, tb, n_in, out, w, d1, d2, adj, G, H)
         for j in range(n_in):
             G[s, j] = 0.0
         G[s, s] = 1.0
+        rb[s] = s
+        rs[s] = 1.0
     for i in range(last):
-        row = G[n_in + i]
+        s = n_in + i
+        e0 = eptr[i]
+        if eptr[i + 1] - e0 == 1:
+            a = arg[e0]
+            rb[s] = rb[a]
+            rs[s] = d1[e0] * rs[a]
+            continue
+        rb[s] = s
+        rs[s] = 1.0
+        row = G[s]
         for j in range(n_in):
             row[j] = 0.0
-        for e in range(eptr[i], eptr[i + 1]):
-            c = d1[e]
-            ga = G[arg[e]]
-            for j in range(n_in):
-                row[j] += c * ga[j]
+        for e in range(e0, eptr[i + 1]):
+            a = arg[e]
+            f = d1[e] * rs[a]
+            b = rb[a]
+            if b < n_in:  # a unit row: one entry (inf * 0 elsewhere would be NaN: give up)
+                if not np.isfinite(f):
+                    return False
+                row[b] += f
+            else:
+                gb = G[b]
+                for j in range(n_in):
+                    row[j] += f * gb[j]
+    # terms on one stored row (the same row after scaling) add to its weight rw, as the plan's
+    # `weights`; products of two different stored rows are added to H at once
+    for s in range(n_in + last):
+        rw[s] = 0.0
     for i in range(first, n_ops):
         a = adj[n_in + i]
         if a == 0.0:
             continue  # no 0 * inf from an op no output depends on (as `weights`)
         for t in range(tptr[i], tptr[i + 1]):
-            c = a * d2[t]
-            ga = G[arg[ta[t]]]
-            if ta[t] == tb[t]:
-                for j in range(n_in):
-                    u = c * ga[j]
-                    for k in range(j + 1):
-                        H[j, k] += u * ga[k]
-            else:
-                gb = G[arg[tb[t]]]
-                for j in range(n_in):
-                    u = c * ga[j]
-                    v = c * gb[j]
-                    for k in range(j + 1):
-                        H[j, k] += u * gb[k] + v * ga[k]
+            p = arg[ta[t]]
+            q = arg[tb[t]]
+            f = a * d2[t]
+            if rb[p] == rb[q]:
+                f = f * rs[p] * rs[q]
+                rw[rb[p]] += f if ta[t] == tb[t] else 2.0 * f
+                continue
+            ga = pair[0]
+            gb = pair[1]
+            _scaled_row(G, rb, rs, p, ga)
+            _scaled_row(G, rb, rs, q, gb)
+            for j in range(n_in):
+                u = f * ga[j]
+                v = f * gb[j]
+                for k in range(j + 1):
+                    H[j, k] += u * gb[k] + v * ga[k]
+    # the weighted stored rows, as columns of RT, summed by a vectorised Gram product
+    c = cw[0]
+    K = 0
+    for s in range(n_in + last):
+        if rw[s] != 0.0:  # (NaN too: the final check then gives up)
+            c[K] = rw[s]
+            for j in range(n_in):
+                RT[j, K] = G[s, j]
+            K += 1
+    _weighted_gram_lower(RT, c, K, H, cw[1])
     for j in range(n_in):
         for k in range(j + 1):
             h = H[j, k]
