@@ -22,6 +22,8 @@ from . import interaction, limits
 from .lazy import LazyHessian, RowCache
 from .record import as_float_array, record
 
+_ONE = np.ones(1)  # the output weight of a scalar output
+
 __all__ = ["jvp", "vjp", "jacobian", "hessian", "hvp", "vhp", "grad", "value_and_grad"]
 
 
@@ -299,9 +301,6 @@ def hessian(func, inputs, strict=False, batch_axis=None, lazy=False, create_grap
             return blocks[0]
         return tuple(tuple(blocks[i * k:(i + 1) * k]) for i in range(k))
     return lay.hessian(_one_shot_hessian(tape, x))
-
-
-_ONE = np.ones(1)
 
 
 def _one_shot_hessian(tape, x):

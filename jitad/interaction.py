@@ -35,8 +35,8 @@ def one_shot_hessian(tape, x, w):
     """The (n, n) Hessian of a tape used once, from dense rows without a plan (x, w validated
     by the caller), or None when n > DENSE_ROWS_MAX_N, the rows would be too large or an
     entry is not finite. Runs the forward sweep (and the guard check) at x. Not for replayed
-    tapes: `Tape.hessian` keeps one method per tape, so that its results do
-    not change in the last bits between calls."""
+    tapes: `Tape.hessian` keeps one method per tape, so that its results do not change in the
+    last bits between calls."""
     n = tape.n_inputs
     if n > DENSE_ROWS_MAX_N or tape.n_slots * n > DENSE_ROWS_MAX_ENTRIES:
         return None
@@ -101,10 +101,12 @@ class InteractionPlan:
         contiguous index range lo..lo+length-1, many of them (a mat-vec with a constant matrix
         followed by elementwise functions). When every row of a group is CONSTANT and at most
         _GRAM_MAX_LENGTH long, XT (length, rows) holds their values and `gram` takes their
-        outer products; else (XT None) BLAS
-        does, as Bp.T @ Bp - Bn.T @ Bn (numpy calls syrk for a product of a matrix with its own
-        transpose)."""
-        rows, keys = ik.group_candidates(self.rptr, self.ridx, diag, tape.n_inputs,
+        outer products; else (XT None) BLAS does, as Bp.T @ Bp - Bn.T @ Bn (numpy calls syrk
+        for a product of a matrix with its own transpose)."""
+        rptr = self.rptr
+        if rptr.shape[0] < 2 or np.max(rptr[1:] - rptr[:-1]) < _GROUP_MIN_LENGTH:
+            return []  # no row long enough (nor the kernel's compile time on a cold start)
+        rows, keys = ik.group_candidates(rptr, self.ridx, diag, tape.n_inputs,
                                          _GROUP_MIN_LENGTH)
         if rows.size < _GROUP_MIN_ROWS:
             return []

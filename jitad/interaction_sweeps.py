@@ -509,9 +509,9 @@ def dense_rows_hessian(eptr, arg, tptr, ta, tb, n_in, out, w, d1, d2, adj, G, rb
     below the last op with terms. A term of one operand adds c g g^T, a term of two
     c (g_a g_b^T + g_b g_a^T), with c = adjoint * d2: when both are one stored row (scaled),
     c times the scales adds to that row's weight, and the weighted rows are summed at the end
-    by `_weighted_gram_lower`. Returns False (H unspecified) when a partial on an input's unit row or an
-    entry is not finite: the caller then takes the plan's way (and its fall-back to the HVP
-    sweeps, whose entry-wise special values are the documented ones)."""
+    by `_weighted_gram_lower`. Returns False (H unspecified) when a partial on an input's unit
+    row or an entry is not finite: the caller then takes the plan's way (and its fall-back to
+    the HVP sweeps, whose entry-wise special values are the documented ones)."""
     n_ops = eptr.shape[0] - 1
     first = n_ops
     last = 0
