@@ -138,16 +138,7 @@ class Recorder:
         n, e0 = self.code.n, self.arg.n
         base = self.n_in + n
         KE = K * E
-        # reserve (a call per buffer only when one of its group is short: the slice
-        # assignments below would silently write fewer elements into a short buffer)
-        if n + K > min(self.code.a.shape[0], self.param.a.shape[0], self.eptr.a.shape[0] - 1):
-            _fit(base + K, 0, 0)
-            for buf in (self.code, self.param, self.eptr):
-                buf.reserve(K)
-        if e0 + KE > min(self.arg.a.shape[0], self.coef.a.shape[0]):
-            _fit(0, e0 + KE, 0)
-            self.arg.reserve(KE)
-            self.coef.reserve(KE)
+        self._room(K, KE)
         self.code.a[n: n + K] = code
         self.param.a[n: n + K] = param
         if E:
@@ -248,13 +239,7 @@ class Recorder:
         converting first doubled the cost of the few scalar ops most array code ends with)."""
         K, KE = len(codes), len(args)
         n, e0 = self.code.n, self.arg.n
-        _fit(self.n_in + n + K, e0 + KE, 0)
-        if n + K > min(self.code.a.shape[0], self.param.a.shape[0], self.eptr.a.shape[0] - 1):
-            for buf in (self.code, self.param, self.eptr):
-                buf.reserve(K)
-        if e0 + KE > min(self.arg.a.shape[0], self.coef.a.shape[0]):
-            self.arg.reserve(KE)
-            self.coef.reserve(KE)
+        self._room(K, KE)
         self.code.a[n: n + K] = codes
         self.param.a[n: n + K] = params
         self.eptr.a[n + 1: n + 1 + K] = ends
@@ -263,6 +248,20 @@ class Recorder:
         self.code.n = self.param.n = n + K
         self.eptr.n = n + 1 + K
         self.arg.n = self.coef.n = e0 + KE
+
+    def _room(self, K, KE):
+        """Room for K more ops and KE more edges (a call per buffer only when one of its group
+        is short: the slice assignments of the appends would silently write fewer elements
+        into a short buffer); ValueError past the int32 indices."""
+        n, e0 = self.code.n, self.arg.n
+        if n + K > min(self.code.a.shape[0], self.param.a.shape[0], self.eptr.a.shape[0] - 1):
+            _fit(self.n_in + n + K, 0, 0)
+            for buf in (self.code, self.param, self.eptr):
+                buf.reserve(K)
+        if e0 + KE > min(self.arg.a.shape[0], self.coef.a.shape[0]):
+            _fit(0, e0 + KE, 0)
+            self.arg.reserve(KE)
+            self.coef.reserve(KE)
 
 
 def _guard_log():
@@ -303,9 +302,10 @@ def _fill_terms(code, eptr, tptr, ta, tb, done, term_count, term_local, bound):
 
 
 def _term_tables():
-    """Per op code: number of terms and their local edge pairs (padded), for `flush`."""
-    count = np.zeros(oc.N_CODES, dtype=np.int64)
-    local = np.zeros((oc.N_CODES, 3, 2), dtype=np.int64)
+    """Per op code: number of terms and their local edge pairs (padded), for `_fill_terms`;
+    sized for every uint8 code (0 terms for unknown ones), as it reads them."""
+    count = np.zeros(256, dtype=np.int64)
+    local = np.zeros((256, 3, 2), dtype=np.int64)
     for c, pattern in enumerate(oc.TERM_PATTERN):
         if pattern:
             count[c] = len(pattern)
@@ -313,9 +313,4 @@ def _term_tables():
     return count, local
 
 
-_TERM_COUNT, _TERM_LOCAL = _term_tables()
-# padded to every uint8 code (0 terms for unknown ones), as `_fill_terms` reads them
-_TCOUNT = np.zeros(256, dtype=np.int64)
-_TCOUNT[: oc.N_CODES] = _TERM_COUNT
-_TLOCAL = np.zeros((256, 3, 2), dtype=np.int64)
-_TLOCAL[: oc.N_CODES] = _TERM_LOCAL
+_TCOUNT, _TLOCAL = _term_tables()
