@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 from . import interaction_sweeps as ik
-from . import workspace
+from . import dense_out, workspace
 from .threads import parallel
 
 # Row storage allowed per plan, in entries per tape edge/slot: beyond it rows are too dense
@@ -167,7 +167,7 @@ class InteractionPlan:
         other Tape methods; small ones run in one call on private work arrays."""
         n = tape.n_inputs
         if self.one_call:  # one dispatch with few arguments: what small problems pay for
-            H = np.zeros((n, n))
+            H = dense_out.zeros(n, n)
             key = (self._uid, "packed")
             work, iwork = workspace.local().views.get(key) or workspace.cached(key, lambda: (
                 workspace.buffer("ih_packed", (self._wo[-1],)),
@@ -180,7 +180,7 @@ class InteractionPlan:
         work = ws.views.get((self._uid, "interaction")) or self._work(tape)
         args = self._args + (x, w, True) + work[:4] + (
             self.kind, self.base, self.rptr, self.ridx, self.term_ops, self.varies) + work[4:]
-        H = np.zeros((n, n))
+        H = dense_out.zeros(n, n)
         n_cross = ik.prepare(*args)
         if n_cross < 0:
             return None

@@ -20,7 +20,7 @@ import time
 import numba
 import numpy as np
 
-from . import coloring, direct, sparsity, sweeps, workspace
+from . import coloring, dense_out, direct, sparsity, sweeps, workspace
 from . import opcodes as oc
 from .threads import parallel
 
@@ -93,9 +93,7 @@ class SparseMatrix(SparsityPattern):
         self.data = data
 
     def toarray(self):
-        a = np.zeros(self.shape)
-        a[self.pattern.rows(), self.indices] = self.data
-        return a
+        return dense_out.from_csr(*self.shape, self.indptr, self.indices, self.data)
 
     def tocsr(self):
         return _scipy_sparse().csr_matrix((self.data.copy(), self.indices, self.indptr),
@@ -353,9 +351,7 @@ def auto_hessian(tape, x, w):
     if not np.isfinite(data).all():
         return None  # inf/nan: the dense sweeps give the documented special values entry-wise
     n = tape.n_inputs
-    H = np.zeros((n, n))
-    H[plan.rows, plan.pattern.indices] = data
-    return H
+    return dense_out.from_csr(n, n, plan.pattern.indptr, plan.pattern.indices, data)
 
 
 def select(S, rows, cols):

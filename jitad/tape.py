@@ -331,6 +331,14 @@ class Tape:
         n = self.n_inputs
         limits.check_dense(n, n, "Hessian")
         plan = self.__dict__.get("_iplan") or self._interaction_plan()
+        # without dense groups, the interaction Hessian scatters the same entries that the
+        # sparse plan's direct program computes in a third of the time (Rosenbrock 10^3:
+        # 99 against 35 us): large tapes ask the sparse plan first
+        sparse_first = n >= sparse.AUTO_MIN_N and not plan.groups
+        if sparse_first:
+            H = sparse.auto_hessian(self, x, w)
+            if H is not None:
+                return H
         if plan.use:
             w = _ONE if w is None and self.n_outputs == 1 else self._weights(w)
             if self._guarded and plan.one_call:
@@ -338,7 +346,7 @@ class Tape:
             H = plan.hessian(self, x, w)
             if H is not None:
                 return H
-        if n >= sparse.AUTO_MIN_N:
+        if n >= sparse.AUTO_MIN_N and not sparse_first:
             H = sparse.auto_hessian(self, x, w)
             if H is not None:
                 return H

@@ -1,0 +1,59 @@
+"""Dense results zeroed and filled by all threads (`dense_out.py`), and the dense Hessian of
+large sparse tapes, which takes the sparse plan before the interaction Hessian."""
+import numba
+import numpy as np
+import pytest
+
+import jitad
+from jitad import dense_out, interaction, sparse
+
+
+def _random_csr(n, m, seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n, m)) < 0.01
+    rows, cols = np.nonzero(mask)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    data = rng.standard_normal(rows.shape[0])
+    return indptr, cols.astype(np.int32), data, (rows, cols)
+
+
+@pytest.mark.parametrize("n, m", [(5, 7), (400, 500), (1, dense_out.PARALLEL_ENTRIES + 3)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_from_csr_places_every_entry_and_zeros_the_rest(n, m, threads):
+    indptr, indices, data, (rows, cols) = _random_csr(n, m, n + m)
+    ref = np.zeros((n, m))
+    ref[rows, cols] = data
+    prev = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        for _ in range(2):  # the second array reuses freed memory holding the first's values
+            H = dense_out.from_csr(n, m, indptr, indices, data)
+            assert H.shape == (n, m) and H.dtype == np.float64 and H.flags.c_contiguous
+            np.testing.assert_array_equal(H, ref)
+        Z = dense_out.zeros(n, m)
+        assert Z.shape == (n, m) and not Z.any()
+    finally:
+        numba.set_num_threads(prev)
+
+
+def rosenbrock(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def test_large_sparse_tape_asks_the_sparse_plan_first(monkeypatch):
+    n = 400  # n * n above PARALLEL_ENTRIES: the parallel fill
+    x = np.random.default_rng(1).uniform(0.5, 1.5, n)
+    tape = jitad.record(rosenbrock, x)
+    assert n >= sparse.AUTO_MIN_N and n * n >= dense_out.PARALLEL_ENTRIES
+
+    def refuse(*args):
+        raise AssertionError("the interaction Hessian ran")
+
+    monkeypatch.setattr(interaction.InteractionPlan, "hessian", refuse)
+    for point in (x, x[::-1].copy()):  # the recording point and another one
+        H = tape.hessian(point)
+        ref = tape._dense_hessian(point, None)
+        np.testing.assert_allclose(H, ref, rtol=1e-13, atol=1e-10)
+        assert np.array_equal(H, H.T)
+    assert tape.hessian_plan().method == "direct"
