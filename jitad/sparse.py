@@ -32,7 +32,7 @@ AUTO_MIN_N = 128
 AUTO_MAX_COLOR_FRACTION = 0.5
 # Direct Hessian programs with at least this many gradient entries and products run on all
 # threads (each parallel group costs a few microseconds to start; measured on Rosenbrock).
-DIRECT_PARALLEL_WORK = 500_000
+DIRECT_PARALLEL_WORK = 20_000
 # Colourings up to this many colours run as one sweep of exactly that width.
 BLOCK = 32
 # Patterns with more than this fraction of n^2 entries are not coloured (dense).
@@ -238,10 +238,10 @@ class HessianPlan:
             # (numba.get_num_threads costs microseconds: asked only for large programs)
             threads = numba.get_num_threads() if self._direct_work >= DIRECT_PARALLEL_WORK else 1
             if threads > 1:
-                parallel(direct.direct_values, ud, n_e, d2, tape.n_inputs, adj, *d, c, data,
-                         threads)
+                parallel(direct.direct_values_parallel, ud, n_e, d2, tape.n_inputs, adj, *d, c,
+                         data, threads)
             else:
-                direct.direct_values(ud, n_e, d2, tape.n_inputs, adj, *d, c, data, 1)
+                direct.direct_values(ud, n_e, d2, tape.n_inputs, adj, *d, c, data)
             return data
         if not self.compressed:
             H = tape._dense_hessian(x, w)

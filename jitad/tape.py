@@ -139,9 +139,12 @@ class Tape:
         forward sweep once. The arrays are reused: never hand them to users.
         """
         arrays = self._arrays()
-        if not self._at_point(x):
+        ws = workspace.local()
+        key = ws.point_key
+        xb = x.tobytes()  # once: a copy of x (80 kB at 10^4 inputs)
+        if key is None or key[0] != self._uid or key[1] != xb:
             self._forward(x, True, *arrays[:3])
-            workspace.local().point_key = (self._uid, x.tobytes())
+            ws.point_key = (self._uid, xb)
         return arrays
 
     def _arrays(self):

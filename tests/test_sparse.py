@@ -349,12 +349,15 @@ def test_direct_values_split_over_threads_are_the_same(f):
     _, d1, d2, adj = tape._adjoints(x, np.ones(1))
     d = plan.direct
     results = []
-    for n_parts in (1, 2, 3, 7):
+    for n_parts in (0, 1, 2, 3, 7):  # 0: the serial kernel
         data = np.full(plan.pattern.nnz, np.nan)
         ud = np.concatenate([d1, np.full(d[1], np.nan)])
         c = np.full(d[8].shape[0], np.nan)
-        parallel(direct.direct_values, ud, d1.shape[0], d2, tape.n_inputs, adj, *d, c, data,
-                 n_parts)
+        if n_parts:
+            parallel(direct.direct_values_parallel, ud, d1.shape[0], d2, tape.n_inputs, adj, *d,
+                     c, data, n_parts)
+        else:
+            direct.direct_values(ud, d1.shape[0], d2, tape.n_inputs, adj, *d, c, data)
         results.append(data)
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
