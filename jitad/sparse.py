@@ -20,7 +20,7 @@ import time
 import numba
 import numpy as np
 
-from . import coloring, dense_out, direct, sparsity, sweeps, workspace
+from . import coloring, dense_out, direct, runs, sparsity, sweeps, workspace
 from . import opcodes as oc
 from .threads import parallel
 
@@ -218,6 +218,17 @@ class HessianPlan:
         """Whether the dense `Tape.hessian` should take the compressed path."""
         return self.compressed and self.n_colors <= AUTO_MAX_COLOR_FRACTION * self.n
 
+    def _direct_work_arrays(self, tape):
+        """(ud, c): the direct program's work arrays in this thread. The gradients live after
+        the point arrays' d1, in its buffer (`direct.py`): grown (if it must be) before the
+        sweeps fill d1; the views are kept per thread until a buffer grows (a few microseconds
+        of a 10^3-input Hessian otherwise)."""
+        d = self.direct
+        n_e = tape.arg.shape[0]
+        return workspace.cached((tape._uid, "direct", d[1], d[8].shape[0]), lambda: (
+            workspace.buffer("d1", (n_e + d[1],)),
+            workspace.buffer("sp_direct", (d[8].shape[0],))))
+
     def values(self, tape, x, w):
         """(nnz,) Hessian entries on the pattern at x (validated) for output weights w."""
         if not self._direct_tried and self.pattern is not None:
@@ -225,12 +236,7 @@ class HessianPlan:
         if self.direct is not None:
             d = self.direct
             n_e = tape.arg.shape[0]
-            # the gradients live after the point arrays' d1, in its buffer (`direct.py`):
-            # grown (if it must be) before the sweeps fill d1; the views are kept per thread
-            # until a buffer grows (a few microseconds of a 10^3-input Hessian otherwise)
-            ud, c = workspace.cached((tape._uid, "direct", d[1], d[8].shape[0]), lambda: (
-                workspace.buffer("d1", (n_e + d[1],)),
-                workspace.buffer("sp_direct", (d[8].shape[0],))))
+            ud, c = self._direct_work_arrays(tape)
             _, d1, d2, adj = tape._adjoints(x, tape._weights(w))
             if d1.base is not ud.base:  # ud[:n_e] must be the d1 the sweeps just wrote
                 raise RuntimeError("internal error: the point arrays' d1 is not in its buffer")
@@ -347,11 +353,52 @@ def auto_hessian(tape, x, w):
         plan = tape._hess_auto = plan if plan.auto else False
     if plan is False:
         return None
+    if not plan._direct_tried:
+        plan._build_direct(tape)
+    n = tape.n_inputs
+    if plan.direct is not None and not tape._guarded:
+        run_plan = tape._runs()
+        if run_plan is not None and tape.code.shape[0] < runs.PARALLEL_OPS:
+            return _direct_dense(plan, tape, run_plan, x, tape._weights(w))
     data = plan.values(tape, x, w)
     if not np.isfinite(data).all():
         return None  # inf/nan: the dense sweeps give the documented special values entry-wise
-    n = tape.n_inputs
     return dense_out.from_csr(n, n, plan.pattern.indptr, plan.pattern.indices, data)
+
+
+# Cost of a tape's sweeps and direct program, in zeroed dense entries per slot, edge, term and
+# direct-program item: how many rows fewer the sweeping thread zeroes (`direct_dense.py`)
+_SWEEP_ENTRIES = 8.0
+
+
+def _direct_dense(plan, tape, run_plan, x, w):
+    """The dense Hessian by `direct_dense.hessian` (the sweeps at x in one thread while the
+    others zero H), or None when an entry is not finite."""
+    from . import direct_dense  # compiled on first use only
+    n = tape.n_inputs
+    threads = numba.get_num_threads() if n * n >= dense_out.PARALLEL_ENTRIES else 1
+    own_rows = n
+    if threads > 1:
+        sweep = _SWEEP_ENTRIES * (tape.n_slots + tape.arg.shape[0] + tape.ta.shape[0]
+                                  + plan._direct_work)
+        share = (n * n + sweep) / threads
+        own_rows = min(n, max(0, int(round((share - sweep) / n))))
+    ud, c = plan._direct_work_arrays(tape)
+    val, d1, d2, adj = tape._arrays()
+    if d1.base is not ud.base:
+        raise RuntimeError("internal error: the point arrays' d1 is not in its buffer")
+    ws = workspace.local()
+    lin_ready = ws.lin_owner == tape._uid
+    ws.point_key = None  # the point arrays are rewritten
+    H = np.empty((n, n))
+    data = np.empty(plan.pattern.indices.shape[0])
+    ok = parallel(direct_dense.hessian, tape.code, tape.param, tape._ueptr, tape._uarg,
+                  tape.coef, tape._utptr, n, x, lin_ready, val, d1, d2, *run_plan.arrays,
+                  tape._uout, w, adj, ud, *plan.direct, c, data, plan.pattern.indptr,
+                  plan.pattern.indices, H, own_rows, threads)
+    ws.point_key = (tape._uid, x.tobytes())
+    ws.lin_owner = tape._uid
+    return H if ok else None
 
 
 def select(S, rows, cols):

@@ -8,16 +8,16 @@ _layer = None  # numba's threading layer, known after the first parallel call
 
 
 def parallel(kernel, *args):
-    """Call a prange kernel. Numba's 'workqueue' threading layer (used when neither OpenMP nor
+    """Call a prange kernel (returning its result). Numba's 'workqueue' threading layer (used when neither OpenMP nor
     TBB is available) aborts the process on concurrent parallel calls, so calls are serialised
     under it; with 'omp' or 'tbb' threads run their parallel kernels concurrently."""
     global _layer
     if _layer is None or _layer == "workqueue":
         with _parallel_lock:
-            kernel(*args)
+            result = kernel(*args)
             _layer = numba.threading_layer()
-    else:
-        kernel(*args)
+        return result
+    return kernel(*args)
 
 
 def set_num_threads(k):

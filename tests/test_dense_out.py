@@ -57,3 +57,54 @@ def test_large_sparse_tape_asks_the_sparse_plan_first(monkeypatch):
         np.testing.assert_allclose(H, ref, rtol=1e-13, atol=1e-10)
         assert np.array_equal(H, H.T)
     assert tape.hessian_plan().method == "direct"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dense_hessian_swept_while_zeroing(monkeypatch, threads):
+    # direct_dense.hessian: one thread sweeps while the others zero H; afterwards the thread's
+    # point arrays hold the point, so value and gradient calls there reuse them
+    n = 400
+    x = np.random.default_rng(2).uniform(0.5, 1.5, n)
+    tape = jitad.record(rosenbrock, x)
+    other = jitad.record(rosenbrock, x)  # the references, from a tape with its own plans
+    calls = []
+    real = sparse._direct_dense
+    monkeypatch.setattr(sparse, "_direct_dense", lambda *a: calls.append(1) or real(*a))
+    prev = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        for point in (x, x[::-1].copy(), x):
+            H = tape.hessian(point)
+            np.testing.assert_allclose(H, other._dense_hessian(point, None), rtol=1e-13,
+                                       atol=1e-10)
+            np.testing.assert_array_equal(
+                H, sparse.SparseMatrix(tape.hessian_plan().pattern,
+                                       tape.hessian_plan().values(tape, point, None)).toarray())
+            np.testing.assert_array_equal(tape.forward(point), other.forward(point))
+            np.testing.assert_array_equal(tape.gradient(point), other.gradient(point))
+    finally:
+        numba.set_num_threads(prev)
+    assert len(calls) == 3
+
+
+def test_dense_hessian_not_finite_takes_the_hvp_sweeps(monkeypatch):
+    returned = []
+    real = sparse._direct_dense
+    monkeypatch.setattr(sparse, "_direct_dense", lambda *a: returned.append(real(*a)) or
+                        returned[-1])
+
+    def f(x):
+        return np.sum(np.sqrt(x[:-1]) * x[1:] ** 2) + np.sum(x ** 3)
+
+    x = np.linspace(0.0, 1.0, 300)  # sqrt at 0: an infinite partial
+    tape = jitad.record(f, x)
+    assert tape._runs() is not None
+    with np.errstate(all="ignore"):
+        H = tape.hessian(x)
+        np.testing.assert_array_equal(H, tape._dense_hessian(x, None))
+        assert not np.isfinite(H).all()
+        assert len(returned) == 1 and returned[0] is None  # given up: not finite
+        x2 = x + 0.5  # finite there: the sparse path
+        np.testing.assert_allclose(tape.hessian(x2), tape._dense_hessian(x2, None), rtol=1e-12,
+                                   atol=1e-10)
+        assert len(returned) == 2 and returned[1] is not None
