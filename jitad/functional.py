@@ -305,11 +305,11 @@ def hessian(func, inputs, strict=False, batch_axis=None, lazy=False, create_grap
 
 def _one_shot_hessian(tape, x):
     """Hessian of a scalar-output tape recorded for this one call: dense rows without a plan
-    when n is small (a plan pays off only on replay), else `tape.hessian`. The two ways sum
-    in different orders: equal up to rounding, not bitwise."""
+    when n is small (a plan pays off only on replay), else `tape.hessian` for a tape used once.
+    The two ways sum in different orders: equal up to rounding, not bitwise."""
     limits.check_dense(tape.n_inputs, tape.n_inputs, "Hessian")
     H = interaction.one_shot_hessian(tape, tape._x(x), _ONE)
-    return tape.hessian(x) if H is None else H
+    return tape._hessian(x, None, False) if H is None else H
 
 
 def _hvp(func, inputs, v, strict, what, create_graph):

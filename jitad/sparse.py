@@ -356,10 +356,10 @@ def auto_hessian(tape, x, w):
     if not plan._direct_tried:
         plan._build_direct(tape)
     n = tape.n_inputs
-    if plan.direct is not None and not tape._guarded:
-        run_plan = tape._runs()
-        if run_plan is not None and tape.code.shape[0] < runs.PARALLEL_OPS:
-            return _direct_dense(plan, tape, run_plan, x, tape._weights(w))
+    run_plan = tape._plan  # False until a sweep built it (a tape's first sweep runs op by op)
+    if (plan.direct is not None and run_plan and not tape._guarded
+            and tape.code.shape[0] < runs.PARALLEL_OPS):
+        return _direct_dense(plan, tape, run_plan, x, tape._weights(w))
     data = plan.values(tape, x, w)
     if not np.isfinite(data).all():
         return None  # inf/nan: the dense sweeps give the documented special values entry-wise

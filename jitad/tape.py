@@ -330,14 +330,20 @@ class Tape:
         estimates: the interaction Hessian (`interaction.py`) when the operands of the
         second-order terms have sparse gradient rows; else, from 128 inputs, the star-coloured
         sparse plan (`sparse.py`) when it needs at most n/2 colours; else n unit HVPs."""
+        return self._hessian(x, w, True)
+
+    def _hessian(self, x, w, replay):
+        """`hessian`; replay False: the tape is used for this one Hessian (`jitad.hessian`)."""
         x = self._x(x)
         n = self.n_inputs
         limits.check_dense(n, n, "Hessian")
         plan = self.__dict__.get("_iplan") or self._interaction_plan()
         # without dense groups, the interaction Hessian scatters the same entries that the
         # sparse plan's direct program computes in a third of the time (Rosenbrock 10^3:
-        # 99 against 35 us): large tapes ask the sparse plan first
-        sparse_first = n >= sparse.AUTO_MIN_N and not plan.groups
+        # 99 against 35 us): large replayed tapes ask the sparse plan first. Its pattern,
+        # colouring and maps cost milliseconds, so a tape used once does not (Rosenbrock
+        # 10^3 one-shot: 3.5 against 1.0 ms)
+        sparse_first = replay and n >= sparse.AUTO_MIN_N and not plan.groups
         if sparse_first:
             H = sparse.auto_hessian(self, x, w)
             if H is not None:

@@ -209,6 +209,28 @@ def targets_table(rows):
                      "JAX", "CasADi VM", "CasADi gcc", "jitad", "target", "verdict"], body, 2)
 
 
+# Issue 4: one-shot jitad.hessian (recording included) at least this many times faster than
+# torch.autograd.functional.hessian(vectorize=True) on every problem
+ONE_SHOT_VS_TORCH = 10.0
+
+
+def one_shot_lines(rows):
+    """The issue's one-shot figure: per Hessian row, torch AF vec=True / jitad one-shot."""
+    got = []
+    for row in rows:
+        j, t = row.cells.get("jitad one-shot"), row.cells.get("torch AF vec=True")
+        if row.op == "hessian" and isinstance(j, Stats) and isinstance(t, Stats):
+            got.append((t.median / j.median, f"{row.problem} n={row.n}"))
+    if not got:
+        return []
+    worst = min(got)
+    verdict = "PASS" if worst[0] >= ONE_SHOT_VS_TORCH else "MISS"
+    return [f"- {verdict}: one-shot `jitad.hessian` (recording included) >= "
+            f"{ONE_SHOT_VS_TORCH:.0f}x faster than torch AF vec=True on every problem: smallest "
+            f"ratio {worst[0]:.1f}x ({worst[1]}); all: "
+            + ", ".join(f"{name} {r:.0f}x" for r, name in got)]
+
+
 def run_providers(patterns, quick):
     """[(title, markdown)] from the PROVIDERS that exist; notes for the ones that do not."""
     import importlib
@@ -430,7 +452,7 @@ def main(argv=None):
     if rows:
         out += ["## Issue 4 reference points and targets", "",
                 "The issue's medians (µs, measured earlier on this machine) beside this run's.",
-                "", targets_table(rows), ""]
+                "", targets_table(rows), ""] + one_shot_lines(rows) + [""]
         for op in peer_libs.OPS:
             out += [f"## {OP_TITLES[op]}", "",
                     peer_table.render([r for r in rows if r.op == op], headings=False), ""]

@@ -84,7 +84,7 @@ def test_dense_hessian_swept_while_zeroing(monkeypatch, threads):
             np.testing.assert_array_equal(tape.gradient(point), other.gradient(point))
     finally:
         numba.set_num_threads(prev)
-    assert len(calls) == 3
+    assert len(calls) == 2  # not on the first call: a tape's first sweep runs op by op
 
 
 def test_dense_hessian_not_finite_takes_the_hvp_sweeps(monkeypatch):
