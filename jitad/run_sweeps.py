@@ -10,6 +10,7 @@ order (ops last to first in the reverse sweep), so results are bitwise identical
 Arrays are validated in `tape.py` and the plan is checked when built (`runs.build`): no bounds
 checks here.
 """
+import numpy as np
 from numba import njit, prange
 
 from . import opcodes as oc
@@ -214,13 +215,27 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, va
     lin_ready: d1 already holds the partials of the LIN runs (their coefficients, the same at
     every point) from an earlier sweep into the same array; they are the bulk of the edges of
     array code, and not writing them again halves the memory traffic of the sweep."""
+    forward_some(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, val, d1, d2,
+                 seg, kind, base, stride, flags, const, _SKIP_NONE)
+
+
+_SKIP_NONE = np.zeros(0, np.uint8)
+
+
+@_jit
+def forward_some(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, val, d1, d2,
+                 seg, kind, base, stride, flags, const, skip):
+    """`forward` without the runs r with skip[r] (an empty skip: none): for derivative-only
+    sweeps, `runs.Plan.value_free` with lin_ready (the skipped runs' partials are in d1).
+    Their values are then missing from val."""
     lin_d1 = partials and not lin_ready
     val[:n_in] = x
+    some = skip.shape[0] > 0
     for r in range(kind.shape[0]):
         if kind[r] == OPS:
             _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, seg[r],
                          seg[r + 1])
-        else:  # the whole run as its only chunk
+        elif not (some and skip[r]):  # the whole run as its only chunk
             _run_chunk(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg,
                        kind, base, stride, flags, const, r, 0, 1)
 

@@ -89,10 +89,44 @@ class Plan:
         lengths = np.diff(self.seg)
         return float(lengths[self.kind != OPS].sum() / n)
 
+    def value_free(self, code, eptr, arg, n_in):
+        """(R,) uint8: 1 for the runs of LIN ops whose values no derivative reads (kept on the
+        plan). Derivative-only sweeps (`run_sweeps.forward_some`) skip them: their partials
+        are their coefficients, and only the function value needs them (a final sum, and the
+        linear combinations feeding it only)."""
+        skip = self.__dict__.get("_value_free")
+        if skip is None:
+            skip = self._value_free = _value_free_runs(code, eptr, arg, n_in, self.seg,
+                                                       self.kind)
+        return skip
+
     def __repr__(self):
         counts = np.bincount(self.kind, minlength=3)
         return (f"<jitad run plan: {counts[ELEM]} elementwise runs, {counts[BLOCK]} block runs, "
                 f"{counts[OPS]} per-op segments, {100 * self.coverage():.0f}% of ops in runs>")
+
+
+@njit(cache=True)
+def _value_free_runs(code, eptr, arg, n_in, seg, kind):
+    """See `Plan.value_free`: an op's value is needed when a non-LIN op reads it (its partials
+    depend on it) or a LIN op whose value is needed does; ops are visited consumers first."""
+    n_ops = eptr.shape[0] - 1
+    need = np.zeros(n_in + n_ops, np.uint8)
+    for i in range(n_ops - 1, -1, -1):
+        if code[i] != oc.LIN or need[n_in + i]:
+            for e in range(eptr[i], eptr[i + 1]):
+                need[arg[e]] = 1
+    skip = np.zeros(kind.shape[0], np.uint8)
+    for r in range(kind.shape[0]):
+        if kind[r] == OPS:
+            continue
+        free = True
+        for i in range(seg[r], seg[r + 1]):
+            if code[i] != oc.LIN or need[n_in + i]:
+                free = False
+                break
+        skip[r] = free
+    return skip
 
 
 def build(code, param, eptr, arg, coef, tptr, n_in, min_run=MIN_RUN):

@@ -235,14 +235,21 @@ class HessianPlan:
             self._build_direct(tape)  # deferred by the automatic choice until it is needed
         if self.direct is not None:
             d = self.direct
+            data = np.empty(self.pattern.indices.shape[0])
+            # (numba.get_num_threads costs microseconds: asked only for large programs)
+            threads = numba.get_num_threads() if self._direct_work >= DIRECT_PARALLEL_WORK else 1
+            run_plan = _fusable(tape) if threads == 1 else None
+            if run_plan is not None:  # sweeps and direct program in one call
+                from . import direct_dense  # compiled on first use only
+                args, complete = _sweep_args(self, tape, run_plan, x, tape._weights(w))
+                direct_dense.sparse_values(*args, data)
+                _swept(tape, x, complete)
+                return data
             n_e = tape.arg.shape[0]
             ud, c = self._direct_work_arrays(tape)
             _, d1, d2, adj = tape._adjoints(x, tape._weights(w))
             if d1.base is not ud.base:  # ud[:n_e] must be the d1 the sweeps just wrote
                 raise RuntimeError("internal error: the point arrays' d1 is not in its buffer")
-            data = np.empty(self.pattern.indices.shape[0])
-            # (numba.get_num_threads costs microseconds: asked only for large programs)
-            threads = numba.get_num_threads() if self._direct_work >= DIRECT_PARALLEL_WORK else 1
             if threads > 1:
                 parallel(direct.direct_values_parallel, ud, n_e, d2, tape.n_inputs, adj, *d, c,
                          data, threads)
@@ -356,9 +363,8 @@ def auto_hessian(tape, x, w):
     if not plan._direct_tried:
         plan._build_direct(tape)
     n = tape.n_inputs
-    run_plan = tape._plan  # False until a sweep built it (a tape's first sweep runs op by op)
-    if (plan.direct is not None and run_plan and not tape._guarded
-            and tape.code.shape[0] < runs.PARALLEL_OPS):
+    run_plan = _fusable(tape)
+    if plan.direct is not None and run_plan is not None:
         return _direct_dense(plan, tape, run_plan, x, tape._weights(w))
     data = plan.values(tape, x, w)
     if not np.isfinite(data).all():
@@ -369,6 +375,46 @@ def auto_hessian(tape, x, w):
 # Cost of a tape's sweeps and direct program, in zeroed dense entries per slot, edge, term and
 # direct-program item: how many rows fewer the sweeping thread zeroes (`direct_dense.py`)
 _SWEEP_ENTRIES = 8.0
+
+
+def _fusable(tape):
+    """The tape's run plan when `direct_dense`'s one-call kernels can sweep it (built by an
+    earlier sweep, swept in one thread, no guards to check), else None."""
+    run_plan = tape._plan  # False until a sweep built it (a tape's first sweep runs op by op)
+    if run_plan and not tape._guarded and tape.code.shape[0] < runs.PARALLEL_OPS:
+        return run_plan
+    return None
+
+
+_SKIP_NONE = np.zeros(0, np.uint8)
+
+
+def _sweep_args(plan, tape, run_plan, x, w):
+    """(arguments of `direct_dense`'s kernels up to the direct programs' c, whether val will
+    hold every value), with this thread's point arrays, whose cache key is dropped (they are
+    rewritten: `_swept` sets it after the call when val is complete). The forward sweep skips
+    the runs whose values no derivative needs when d1 holds the tape's LIN partials."""
+    ud, c = plan._direct_work_arrays(tape)
+    val, d1, d2, adj = tape._arrays()
+    if d1.base is not ud.base:  # ud[:n_edges] must be the d1 the sweeps write
+        raise RuntimeError("internal error: the point arrays' d1 is not in its buffer")
+    ws = workspace.local()
+    lin_ready = ws.lin_owner == tape._uid
+    ws.point_key = None
+    skip = (run_plan.value_free(tape.code, tape.eptr, tape.arg, tape.n_inputs) if lin_ready
+            else _SKIP_NONE)
+    return (tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
+            tape.n_inputs, x, lin_ready, val, d1, d2) + run_plan.arrays + (
+            skip, tape._uout, w, adj, ud) + plan.direct + (c,), not skip.any()
+
+
+def _swept(tape, x, complete):
+    """After a `direct_dense` kernel: this thread's point arrays hold the point x (values
+    too when complete) and d1 the tape's LIN partials."""
+    ws = workspace.local()
+    if complete:
+        ws.point_key = (tape._uid, x.tobytes())
+    ws.lin_owner = tape._uid
 
 
 def _direct_dense(plan, tape, run_plan, x, w):
@@ -383,21 +429,12 @@ def _direct_dense(plan, tape, run_plan, x, w):
                                   + plan._direct_work)
         share = (n * n + sweep) / threads
         own_rows = min(n, max(0, int(round((share - sweep) / n))))
-    ud, c = plan._direct_work_arrays(tape)
-    val, d1, d2, adj = tape._arrays()
-    if d1.base is not ud.base:
-        raise RuntimeError("internal error: the point arrays' d1 is not in its buffer")
-    ws = workspace.local()
-    lin_ready = ws.lin_owner == tape._uid
-    ws.point_key = None  # the point arrays are rewritten
     H = np.empty((n, n))
     data = np.empty(plan.pattern.indices.shape[0])
-    ok = parallel(direct_dense.hessian, tape.code, tape.param, tape._ueptr, tape._uarg,
-                  tape.coef, tape._utptr, n, x, lin_ready, val, d1, d2, *run_plan.arrays,
-                  tape._uout, w, adj, ud, *plan.direct, c, data, plan.pattern.indptr,
-                  plan.pattern.indices, H, own_rows, threads)
-    ws.point_key = (tape._uid, x.tobytes())
-    ws.lin_owner = tape._uid
+    args, complete = _sweep_args(plan, tape, run_plan, x, w)
+    ok = parallel(direct_dense.hessian, *args, data, plan.pattern.indptr, plan.pattern.indices,
+                  H, own_rows, threads)
+    _swept(tape, x, complete)
     return H if ok else None
 
 
