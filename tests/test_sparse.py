@@ -479,3 +479,56 @@ def test_threads_share_a_tape_and_its_plan():
         got = list(ex.map(lambda p: tape.sparse_hessian(p).toarray(), points * 3))
     for k, H in enumerate(got):
         np.testing.assert_allclose(H, refs[k % 8], rtol=1e-12, atol=1e-12)
+
+
+def reversed_mix(x):  # steps that go down (the affine pieces' uint64 wrap-around)
+    y = x[::-1]
+    return (np.sum(100.0 * (y[1:] - y[:-1] ** 2) ** 2 + (1.0 - y[:-1]) ** 2)
+            + np.sum(x[::2] * x[1::2] ** 2))
+
+
+@pytest.mark.parametrize("f", [banded, arrow, block_diagonal, rosenbrock, reversed_mix])
+def test_affine_pieces_match_the_indexed_loops(f):
+    # `direct._affine_pieces`: the pieces tile every Hessian group, an affine piece's indices
+    # advance by its steps, and its entries equal the indexed loop's bit for bit
+    x = np.linspace(0.3, 1.7, 204)
+    tape = jitad.record(f, x)
+    d = tape.hessian_plan().direct
+    hgptr, hcnt, hoff, hdst, pa, pb, pterm = d[10:17]
+    hpp, hpiece, hpar = d[20:23]
+    n_affine = 0
+    for g in range(hgptr.shape[0] - 1):
+        pieces = hpiece[hpp[g]:hpp[g + 1]]
+        assert pieces[0, 0] == hgptr[g] and pieces[-1, 1] == hgptr[g + 1]
+        assert (pieces[1:, 0] == pieces[:-1, 1]).all() and (pieces[:, 1] > pieces[:, 0]).all()
+        cnt, o = hcnt[g], hoff[g] - hgptr[g] * hcnt[g]
+        for m0, m1, q in pieces:
+            if q < 0:
+                continue
+            n_affine += 1
+            assert m1 - m0 >= direct.AFFINE_MIN_LENGTH and cnt <= direct.AFFINE_MAX_COUNT
+            i = np.arange(m1 - m0)
+            np.testing.assert_array_equal(hdst[m0:m1].astype(np.int64),
+                                          int(hdst[m0]) + i * hpar[q])
+            for j in range(cnt):
+                k = o + np.arange(m0, m1) * cnt + j
+                for arr, s in ((pterm, hpar[q + 1 + 3 * j]), (pa, hpar[q + 2 + 3 * j]),
+                               (pb, hpar[q + 3 + 3 * j])):
+                    np.testing.assert_array_equal(arr[k].astype(np.int64), int(arr[k[0]]) + i * s)
+    if f is rosenbrock or f is reversed_mix:
+        assert n_affine >= 2
+    if f is reversed_mix:
+        assert (hpar < 0).any()
+    _, d1, d2, adj = tape._adjoints(x[::-1].copy(), np.ones(1))
+    results = []
+    for pieces in (hpiece, np.column_stack([hpiece[:, :2], np.full(hpiece.shape[0], -1)])):
+        data = np.full(tape.hessian_plan().pattern.nnz, np.nan)
+        ud = np.concatenate([d1, np.full(d[1], np.nan)])
+        c = np.full(d[8].shape[0], np.nan)
+        direct.direct_values(ud, d1.shape[0], d2, tape.n_inputs, adj, *d[:21], pieces, hpar, c,
+                             data)
+        results.append(data)
+    np.testing.assert_array_equal(results[0], results[1])
+    ref = tape._dense_hessian(x[::-1].copy(), None)
+    np.testing.assert_allclose(sparse.SparseMatrix(tape.hessian_plan().pattern, results[0])
+                               .toarray(), ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
