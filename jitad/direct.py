@@ -87,17 +87,17 @@ def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_in
     """Programs for `direct_values`, or an empty `ggptr` when they would exceed `budget`
     entries.
 
-    Returns (g_in, n_gval, ggptr, gcnt, goff, gdst, gsrc, gedge, term_t, term_op,
-    hgptr, hcnt, hoff, hdst, pa, pb, pterm, hzero, upper, lower, hpp, hpiece, hpar). The programs work on one
-    array ud = [d1 (n_edges,) | gval (n_gval,)]: gval holds 1.0 in its first g_in entries
-    (the inputs' own gradients), and a gradient entry that is one partial of an input is read
-    from d1 itself. gdst, gsrc, pa, pb index ud; gedge indexes d1. The gradient program, in
-    groups (`_grouped`) of one level and operand count, sets ud[gdst[m]] = sum_i
-    d1[gedge[k_i]] * ud[gsrc[k_i]]; compact term q is term term_t[q] of op term_op[q], with
-    c[q] = its op's adjoint * d2; the Hessian program, in groups of one count, sets
-    data[hdst[m]] = sum_i c[pterm[k_i]] * ud[pa[k_i]] * ud[pb[k_i]], data[hzero] = 0, and
-    finally data[upper] = data[lower]; hpp, hpiece, hpar split the Hessian groups into
-    indexed and affine pieces (`_affine_pieces`).
+    Returns (g_in, n_gval, ggptr, gcnt, goff, gdst, gsrc, gedge, term_t, term_op, hgptr, hcnt,
+    hoff, hdst, pa, pb, pterm, hzero, upper, lower, pptr, piece, par). The programs work on one
+    array ud = [d1 (n_edges,) | gval (n_gval,)]: gval holds 1.0 in its first g_in entries (the
+    inputs' own gradients), and a gradient entry that is one partial of an input is read from
+    d1 itself. gdst, gsrc, pa, pb index ud; gedge indexes d1. The gradient program, in groups
+    (`_grouped`) of one level and operand count, sets ud[gdst[m]] = sum_i d1[gedge[k_i]] *
+    ud[gsrc[k_i]]; compact term q is term term_t[q] of op term_op[q], with c[q] = its op's
+    adjoint * d2; the Hessian program, in groups of one count, sets data[hdst[m]] = sum_i
+    c[pterm[k_i]] * ud[pa[k_i]] * ud[pb[k_i]], data[hzero] = 0, and finally data[upper] =
+    data[lower]; pptr, piece, par split the programs into indexed and affine pieces
+    (`_pieces`).
     """
     n_ops = eptr.shape[0] - 1
     n_slots = n_in + n_ops
@@ -238,93 +238,139 @@ def direct_plan(code, eptr, arg, tptr, ta, tb, n_in, out, zero_d, h_indptr, h_in
     pa = where[pa[operand]].astype(u)
     pb = where[pb[operand]].astype(u)
     pterm = pterm[operand].astype(u)
-    hpp, hpiece, hpar = _affine_pieces(hgptr, hcnt, hoff, hdst, pa, pb, pterm)
-    return (g_in, gptr[n_slots], ggptr, gcnt, goff, gdst.astype(u), gsrc.astype(u),
-            gedge.astype(u), term_t.astype(u), term_op.astype(u), hgptr, hcnt, hoff, hdst, pa,
-            pb, pterm, hzero.astype(u), upper[:n_up].astype(u), lower[:n_up].astype(u), hpp,
-            hpiece, hpar)
+    gdst = gdst.astype(u)
+    gsrc = gsrc.astype(u)
+    gedge = gedge.astype(u)
+    term_t = term_t.astype(u)
+    term_op = term_op.astype(u)
+    upper = upper[:n_up].astype(u)
+    lower = lower[:n_up].astype(u)
+    pptr, piece, par = _pieces(ggptr, gcnt, goff, gdst, gsrc, gedge, term_t, term_op, hgptr,
+                               hcnt, hoff, hdst, pa, pb, pterm, upper, lower)
+    return (g_in, gptr[n_slots], ggptr, gcnt, goff, gdst, gsrc, gedge, term_t, term_op, hgptr,
+            hcnt, hoff, hdst, pa, pb, pterm, hzero.astype(u), upper, lower, pptr, piece, par)
 
 
-# Hessian groups of up to this many products per entry have unrolled kernels for their affine
-# pieces: stretches of at least AFFINE_MIN_LENGTH entries whose indices (destination and every
-# product's c, a and b) each advance by a constant step, as the elementwise ops of array code
-# lay them out. Computed indices need no index loads: Rosenbrock's 4-product entries 4.3 ->
-# 2.1 us per 10^3 (measured). Longer products lists keep the indexed loop (a generic loop
-# over the steps measured slower than it).
+# The programs' affine pieces: stretches of at least AFFINE_MIN_LENGTH entries whose indices
+# (destination and every operand's) each advance by a constant step, as the elementwise ops of
+# array code lay them out, run unrolled kernels that compute the indices instead of loading
+# them: Rosenbrock's 4-product Hessian entries 4.3 -> 2.1 us per 10^3 (measured). Hessian
+# groups of more than AFFINE_MAX_COUNT products per entry (and gradient groups of more than 2
+# operands) keep the indexed loops (a generic loop over the steps measured slower).
 AFFINE_MAX_COUNT = 4
 AFFINE_MIN_LENGTH = 16
 
 
 @_jit
-def _steps_hold(hdst, pa, pb, pterm, o, cnt, m, step):
-    """Whether entry m continues entry m-1 by the steps (1 + 3 cnt,) of the current piece."""
-    if np.int64(hdst[m]) - np.int64(hdst[m - 1]) != step[0]:
-        return False
-    for j in range(cnt):
-        k = o + m * cnt + j
-        if (np.int64(pterm[k]) - np.int64(pterm[k - cnt]) != step[1 + 3 * j]
-                or np.int64(pa[k]) - np.int64(pa[k - cnt]) != step[2 + 3 * j]
-                or np.int64(pb[k]) - np.int64(pb[k - cnt]) != step[3 + 3 * j]):
-            return False
-    return True
-
-
-@_jit
-def _affine_pieces(hgptr, hcnt, hoff, hdst, pa, pb, pterm):
-    """Every Hessian group split into pieces (piece_ptr (G+1,) int64; piece (P, 3) int64: first
-    and end position, and the offset into par of an affine piece's steps, or -1: indexed).
-    par holds, per affine piece, the steps of hdst and of every product's pterm, pa, pb."""
-    n_groups = hgptr.shape[0] - 1
+def _program_pieces(ptr, cnt_of, off, dst, ops, max_cnt):
+    """Every group of a program split into pieces: (piece_ptr (G+1,) int64; piece (P, 3)
+    int64: first and end position, and the offset into par of an affine piece's steps, or -1
+    for an indexed piece). Group g's position m writes dst[m] from operands j < cnt_of[g] whose
+    indices are ops[a, off[g] + (m - ptr[g]) * cnt + j] for each row a of ops; an affine piece
+    (groups of at most max_cnt operands) is at least AFFINE_MIN_LENGTH positions over which
+    every one of those indices advances by a constant step: par holds the step of dst, then
+    of ops[a] for operand j at 1 + j * len(ops) + a."""
+    n_groups = ptr.shape[0] - 1
+    n_rows = ops.shape[0]
     piece_ptr = np.zeros(n_groups + 1, np.int64)
-    piece = np.empty((max(16, 2 * hdst.shape[0] // AFFINE_MIN_LENGTH + 2 * n_groups), 3),
-                     np.int64)
-    par = np.empty(16, np.int64)
+    piece = np.empty((ptr[n_groups] + n_groups, 3), np.int64)
+    par = np.empty((ptr[n_groups] // AFFINE_MIN_LENGTH + n_groups) * (1 + n_rows * max_cnt),
+                   np.int64)
+    step = np.empty(1 + n_rows * max_cnt, np.int64)
     n_p = 0
     n_par = 0
-    step = np.empty(1 + 3 * AFFINE_MAX_COUNT, np.int64)
     for g in range(n_groups):
-        cnt = hcnt[g]
-        m0 = hgptr[g]
-        m1 = hgptr[g + 1]
-        o = hoff[g] - m0 * cnt
+        cnt = cnt_of[g]
+        m0 = ptr[g]
+        m1 = ptr[g + 1]
+        o = off[g] - m0 * cnt
+        n_s = 1 + n_rows * cnt
         m = m0
         while m < m1:
             e = m + 1
-            if cnt <= AFFINE_MAX_COUNT and m + 1 < m1:
-                step[0] = np.int64(hdst[m + 1]) - np.int64(hdst[m])
+            if cnt <= max_cnt and m + 1 < m1:
+                step[0] = np.int64(dst[m + 1]) - np.int64(dst[m])
                 for j in range(cnt):
-                    k = o + (m + 1) * cnt + j
-                    step[1 + 3 * j] = np.int64(pterm[k]) - np.int64(pterm[k - cnt])
-                    step[2 + 3 * j] = np.int64(pa[k]) - np.int64(pa[k - cnt])
-                    step[3 + 3 * j] = np.int64(pb[k]) - np.int64(pb[k - cnt])
+                    for a in range(n_rows):
+                        k = o + (m + 1) * cnt + j
+                        step[1 + j * n_rows + a] = ops[a, k] - ops[a, k - cnt]
                 e = m + 2
-                while e < m1 and _steps_hold(hdst, pa, pb, pterm, o, cnt, e, step):
-                    e += 1
-            affine = e - m >= AFFINE_MIN_LENGTH
-            if not affine:
+                holds = True
+                while e < m1 and holds:
+                    holds = np.int64(dst[e]) - np.int64(dst[e - 1]) == step[0]
+                    for j in range(cnt):
+                        for a in range(n_rows):
+                            k = o + e * cnt + j
+                            holds = holds and ops[a, k] - ops[a, k - cnt] == step[
+                                1 + j * n_rows + a]
+                    if holds:
+                        e += 1
+            if e - m >= AFFINE_MIN_LENGTH:
+                piece[n_p, 0] = m
+                piece[n_p, 1] = e
+                piece[n_p, 2] = n_par
+                par[n_par:n_par + n_s] = step[:n_s]
+                n_par += n_s
+                n_p += 1
+            elif n_p > piece_ptr[g] and piece[n_p - 1, 2] < 0:
                 e = m + 1
-            if n_p == piece.shape[0]:
-                grown = np.empty((2 * n_p, 3), np.int64)
-                grown[:n_p] = piece
-                piece = grown
-            if not affine and n_p > piece_ptr[g] and piece[n_p - 1, 2] < 0:
                 piece[n_p - 1, 1] = e  # extends the indexed piece before it
             else:
+                e = m + 1
                 piece[n_p, 0] = m
                 piece[n_p, 1] = e
                 piece[n_p, 2] = -1
-                if affine:
-                    if n_par + 1 + 3 * cnt > par.shape[0]:
-                        grown_par = np.empty(2 * par.shape[0] + 1 + 3 * cnt, np.int64)
-                        grown_par[:n_par] = par[:n_par]
-                        par = grown_par
-                    piece[n_p, 2] = n_par
-                    par[n_par:n_par + 1 + 3 * cnt] = step[:1 + 3 * cnt]
-                    n_par += 1 + 3 * cnt
                 n_p += 1
             m = e
         piece_ptr[g + 1] = n_p
     return piece_ptr, piece[:n_p].copy(), par[:n_par].copy()
+
+
+@_jit
+def _pieces(ggptr, gcnt, goff, gdst, gsrc, gedge, term_t, term_op, hgptr, hcnt, hoff, hdst, pa,
+            pb, pterm, upper, lower):
+    """The affine and indexed pieces of the four programs of `direct_values` in one table
+    (pptr, piece, par): pptr holds the piece offsets of the Hessian groups (G_h + 1), then of
+    the gradient groups (G_g + 1), of the term weights (2) and of the upper-triangle copy (2);
+    each program split by `_program_pieces`."""
+    i64 = np.int64
+    h = _program_pieces(hgptr, hcnt, hoff, hdst,
+                        np.vstack((pterm.astype(i64), pa.astype(i64), pb.astype(i64))),
+                        AFFINE_MAX_COUNT)
+    g = _program_pieces(ggptr, gcnt, goff, gdst, np.vstack((gedge.astype(i64),
+                                                            gsrc.astype(i64))), 2)
+    n_q = term_t.shape[0]
+    one = np.ones(1, i64)
+    zero = np.zeros(1, i64)
+    t = _program_pieces(np.array([0, n_q], i64), one, zero, np.arange(n_q),
+                        np.vstack((term_t.astype(i64), term_op.astype(i64))), 1)
+    n_u = upper.shape[0]
+    u = _program_pieces(np.array([0, n_u], i64), one, zero, upper,
+                        lower.astype(i64).reshape(1, n_u), 1)
+    parts = (h, g, t, u)
+    n_ptr = 0
+    n_piece = 0
+    n_par = 0
+    for pp, pc, pr in parts:
+        n_ptr += pp.shape[0]
+        n_piece += pc.shape[0]
+        n_par += pr.shape[0]
+    pptr = np.empty(n_ptr, i64)
+    piece = np.empty((n_piece, 3), i64)
+    par = np.empty(n_par, i64)
+    a = 0
+    b = 0
+    q = 0
+    for pp, pc, pr in parts:
+        pptr[a:a + pp.shape[0]] = pp + b
+        piece[b:b + pc.shape[0], :2] = pc[:, :2]
+        for r in range(pc.shape[0]):
+            piece[b + r, 2] = pc[r, 2] + q if pc[r, 2] >= 0 else -1
+        par[q:q + pr.shape[0]] = pr
+        a += pp.shape[0]
+        b += pc.shape[0]
+        q += pr.shape[0]
+    return pptr, piece, par
 
 
 @_jit
@@ -381,12 +427,49 @@ def _chunk(m0, m1, part, n_parts):
 
 
 @_jit
-def _gradient_group(ud, ggptr, gcnt, goff, gdst, gsrc, gedge, g, part, n_parts):
+def _gradient_group(ud, ggptr, gcnt, goff, gdst, gsrc, gedge, pptr, piece, par, g, part,
+                    n_parts):
     """Entries of gradient group g (its chunk `part` of n_parts): ud[dst] = sum d1 * ud, d1
-    being the first part of ud."""
+    being the first part of ud; piece by piece (`_program_pieces`)."""
     m0, m1 = _chunk(ggptr[g], ggptr[g + 1], part, n_parts)
     cnt = gcnt[g]
     o = goff[g] - ggptr[g] * cnt  # operands of position m from o + m * cnt
+    base = pptr.shape[0] - 4 - ggptr.shape[0]  # this program's offsets in pptr (`_pieces`)
+    for p in range(pptr[base + g], pptr[base + g + 1]):
+        lo = max(piece[p, 0], m0)
+        hi = min(piece[p, 1], m1)
+        if lo >= hi:
+            continue
+        q = piece[p, 2]
+        if q < 0:
+            _gradient_indexed(ud, cnt, o, gdst, gsrc, gedge, lo, hi)
+            continue
+        first = piece[p, 0]
+        k = o + first * cnt
+        d0 = np.uint64(gdst[first])
+        ds = np.uint64(par[q])
+        e0 = np.uint64(gedge[k])
+        s0 = np.uint64(gsrc[k])
+        se0 = np.uint64(par[q + 1])
+        ss0 = np.uint64(par[q + 2])
+        if cnt == 1:
+            for m in range(lo, hi):
+                i = np.uint64(m - first)
+                ud[d0 + i * ds] = ud[e0 + i * se0] * ud[s0 + i * ss0]
+        else:
+            e1 = np.uint64(gedge[k + 1])
+            s1 = np.uint64(gsrc[k + 1])
+            se1 = np.uint64(par[q + 3])
+            ss1 = np.uint64(par[q + 4])
+            for m in range(lo, hi):
+                i = np.uint64(m - first)
+                ud[d0 + i * ds] = (ud[e0 + i * se0] * ud[s0 + i * ss0]
+                                   + ud[e1 + i * se1] * ud[s1 + i * ss1])
+
+
+@_jit
+def _gradient_indexed(ud, cnt, o, gdst, gsrc, gedge, m0, m1):
+    """Entries m0..m1-1 of a gradient group of cnt operands, from the index arrays."""
     if cnt == 1:
         for m in range(m0, m1):
             ud[gdst[m]] = ud[gedge[o + m]] * ud[gsrc[o + m]]
@@ -394,7 +477,7 @@ def _gradient_group(ud, ggptr, gcnt, goff, gdst, gsrc, gedge, g, part, n_parts):
         for m in range(m0, m1):
             k = o + 2 * m
             ud[gdst[m]] = ud[gedge[k]] * ud[gsrc[k]] + ud[gedge[k + 1]] * ud[gsrc[k + 1]]
-    else:  # two accumulators, as in _hessian_group
+    else:  # two accumulators, as in _hessian_indexed
         for m in range(m0, m1):
             k = o + m * cnt
             k1 = k + cnt
@@ -410,35 +493,76 @@ def _gradient_group(ud, ggptr, gcnt, goff, gdst, gsrc, gedge, g, part, n_parts):
 
 
 @_jit
-def _term_weights(d2, n_in, adj, term_t, term_op, c, part, n_parts):
-    """c[q] = adjoint of term q's op * its d2 (chunk `part` of n_parts)."""
+def _term_weights(d2, n_in, adj, term_t, term_op, pptr, piece, par, c, part, n_parts):
+    """c[q] = adjoint of term q's op * its d2 (chunk `part` of n_parts), piece by piece: an
+    affine piece of terms in tape order reads adj and d2 contiguously (a vector loop)."""
     q0, q1 = _chunk(0, term_t.shape[0], part, n_parts)
-    for q in range(q0, q1):
-        a = adj[n_in + term_op[q]]
-        v = a * d2[term_t[q]]
-        c[q] = v if a != 0.0 else 0.0  # no 0 * inf from a dead branch; a select, no branch
+    base = pptr.shape[0] - 4
+    for p in range(pptr[base], pptr[base + 1]):
+        lo = max(piece[p, 0], q0)
+        hi = min(piece[p, 1], q1)
+        if lo >= hi:
+            continue
+        s = piece[p, 2]
+        if s < 0:
+            for q in range(lo, hi):
+                c[q] = _term_weight(adj[n_in + term_op[q]], d2[term_t[q]])
+            continue
+        first = piece[p, 0]
+        t0 = np.uint64(term_t[first])
+        st = np.uint64(par[s + 1])
+        o0 = np.uint64(n_in + term_op[first])
+        so = np.uint64(par[s + 2])
+        for q in range(lo, hi):
+            i = np.uint64(q - first)
+            c[q] = _term_weight(adj[o0 + i * so], d2[t0 + i * st])
 
 
 @_jit
-def _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, hpp, hpiece, hpar, c, ud, data, g,
+def _term_weight(a, dd):
+    v = a * dd
+    return v if a != 0.0 else 0.0  # no 0 * inf from a dead branch; a select, no branch
+
+
+@_jit
+def _copy_upper(data, upper, lower, pptr, piece, par):
+    """data[upper] = data[lower], piece by piece."""
+    base = pptr.shape[0] - 2
+    for p in range(pptr[base], pptr[base + 1]):
+        m0 = piece[p, 0]
+        m1 = piece[p, 1]
+        s = piece[p, 2]
+        if s < 0:
+            for k in range(m0, m1):
+                data[upper[k]] = data[lower[k]]
+            continue
+        u0 = np.uint64(upper[m0])
+        su = np.uint64(par[s])
+        l0 = np.uint64(lower[m0])
+        sl = np.uint64(par[s + 1])
+        for k in range(m0, m1):
+            i = np.uint64(k - m0)
+            data[u0 + i * su] = data[l0 + i * sl]
+
+
+@_jit
+def _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, pptr, piece, par, c, ud, data, g,
                    part, n_parts):
     """Entries of Hessian group g (chunk `part` of n_parts): data[dst] = sum c * ud * ud, piece
-    by piece (`_affine_pieces`)."""
+    by piece (`_program_pieces`; the Hessian groups' offsets come first in pptr)."""
     m0, m1 = _chunk(hgptr[g], hgptr[g + 1], part, n_parts)
     cnt = hcnt[g]
     o = hoff[g] - hgptr[g] * cnt  # operands of position m from o + m * cnt
-    for p in range(hpp[g], hpp[g + 1]):
-        lo = max(hpiece[p, 0], m0)
-        hi = min(hpiece[p, 1], m1)
+    for p in range(pptr[g], pptr[g + 1]):
+        lo = max(piece[p, 0], m0)
+        hi = min(piece[p, 1], m1)
         if lo >= hi:
             continue
-        if hpiece[p, 2] < 0:
+        if piece[p, 2] < 0:
             _hessian_indexed(cnt, o, hdst, pa, pb, pterm, c, ud, data, lo, hi)
         else:
-            _hessian_affine(cnt, o, hdst, pa, pb, pterm, hpar, hpiece[p, 2], hpiece[p, 0], c,
-                            ud, data, lo, hi)
-
-
+            _hessian_affine(cnt, o, hdst, pa, pb, pterm, par, piece[p, 2], piece[p, 0], c, ud,
+                            data, lo, hi)
 @_jit
 def _hessian_indexed(cnt, o, hdst, pa, pb, pterm, c, ud, data, m0, m1):
     """Entries m0..m1-1 of a group of cnt products per entry, from the index arrays."""
@@ -530,7 +654,7 @@ def _hessian_affine(cnt, o, hdst, pa, pb, pterm, hpar, q, first, c, ud, data, m0
 @_jit
 def direct_values(ud, n_edges, d2, n_in, adj, g_in, n_gval, ggptr, gcnt, goff, gdst, gsrc,
                   gedge, term_t, term_op, hgptr, hcnt, hoff, hdst, pa, pb, pterm, hzero, upper,
-                  lower, hpp, hpiece, hpar, c, data):
+                  lower, pptr, piece, par, c, data):
     """Hessian entries into data (nnz,) from the point's partials d1 = ud[:n_edges], d2 and
     first-order adjoints adj (n_slots,); ud[n_edges:n_edges + n_gval] is scratch for the
     gradients (gval), c (len(term_t),) for the term weights. In the calling thread: a serial
@@ -538,39 +662,34 @@ def direct_values(ud, n_edges, d2, n_in, adj, g_in, n_gval, ggptr, gcnt, goff, g
     (Rosenbrock n = 10^3: 19 against 13 us)."""
     ud[n_edges:n_edges + g_in] = 1.0
     for g in range(ggptr.shape[0] - 1):
-        _gradient_group(ud, ggptr, gcnt, goff, gdst, gsrc, gedge, g, 0, 1)
-    _term_weights(d2, n_in, adj, term_t, term_op, c, 0, 1)
+        _gradient_group(ud, ggptr, gcnt, goff, gdst, gsrc, gedge, pptr, piece, par, g, 0, 1)
+    _term_weights(d2, n_in, adj, term_t, term_op, pptr, piece, par, c, 0, 1)
     for h in hzero:
         data[h] = 0.0
     for g in range(hgptr.shape[0] - 1):
-        _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, hpp, hpiece, hpar, c, ud, data,
+        _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, pptr, piece, par, c, ud, data,
                        g, 0, 1)
-    _copy_upper(data, upper, lower)
-
-
-@_jit
-def _copy_upper(data, upper, lower):
-    for k in range(upper.shape[0]):
-        data[upper[k]] = data[lower[k]]
+    _copy_upper(data, upper, lower, pptr, piece, par)
 
 
 @njit(cache=True, error_model="numpy", nogil=True, parallel=True)
 def direct_values_parallel(ud, n_edges, d2, n_in, adj, g_in, n_gval, ggptr, gcnt, goff, gdst,
                            gsrc, gedge, term_t, term_op, hgptr, hcnt, hoff, hdst, pa, pb, pterm,
-                           hzero, upper, lower, hpp, hpiece, hpar, c, data, n_parts):
+                           hzero, upper, lower, pptr, piece, par, c, data, n_parts):
     """`direct_values` on n_parts threads: the entries of a group are independent of each
     other, so each group is split into n_parts chunks run in prange (a group waits for the
     groups before it)."""
     ud[n_edges:n_edges + g_in] = 1.0
     for g in range(ggptr.shape[0] - 1):
         for part in prange(n_parts):
-            _gradient_group(ud, ggptr, gcnt, goff, gdst, gsrc, gedge, g, part, n_parts)
+            _gradient_group(ud, ggptr, gcnt, goff, gdst, gsrc, gedge, pptr, piece, par, g, part,
+                            n_parts)
     for part in prange(n_parts):
-        _term_weights(d2, n_in, adj, term_t, term_op, c, part, n_parts)
+        _term_weights(d2, n_in, adj, term_t, term_op, pptr, piece, par, c, part, n_parts)
     for h in hzero:
         data[h] = 0.0
     for g in range(hgptr.shape[0] - 1):
         for part in prange(n_parts):
-            _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, hpp, hpiece, hpar, c, ud,
+            _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, pptr, piece, par, c, ud,
                            data, g, part, n_parts)
-    _copy_upper(data, upper, lower)
+    _copy_upper(data, upper, lower, pptr, piece, par)

@@ -489,13 +489,14 @@ def reversed_mix(x):  # steps that go down (the affine pieces' uint64 wrap-aroun
 
 @pytest.mark.parametrize("f", [banded, arrow, block_diagonal, rosenbrock, reversed_mix])
 def test_affine_pieces_match_the_indexed_loops(f):
-    # `direct._affine_pieces`: the pieces tile every Hessian group, an affine piece's indices
+    # `direct._pieces`: the pieces tile every Hessian group, an affine piece's indices
     # advance by its steps, and its entries equal the indexed loop's bit for bit
     x = np.linspace(0.3, 1.7, 204)
     tape = jitad.record(f, x)
     d = tape.hessian_plan().direct
     hgptr, hcnt, hoff, hdst, pa, pb, pterm = d[10:17]
-    hpp, hpiece, hpar = d[20:23]
+    pptr, piece, hpar = d[20:23]
+    hpp, hpiece = pptr, piece  # the Hessian groups' pieces come first
     n_affine = 0
     for g in range(hgptr.shape[0] - 1):
         pieces = hpiece[hpp[g]:hpp[g + 1]]
@@ -521,12 +522,12 @@ def test_affine_pieces_match_the_indexed_loops(f):
         assert (hpar < 0).any()
     _, d1, d2, adj = tape._adjoints(x[::-1].copy(), np.ones(1))
     results = []
-    for pieces in (hpiece, np.column_stack([hpiece[:, :2], np.full(hpiece.shape[0], -1)])):
+    for pieces in (piece, np.column_stack([piece[:, :2], np.full(piece.shape[0], -1)])):
         data = np.full(tape.hessian_plan().pattern.nnz, np.nan)
         ud = np.concatenate([d1, np.full(d[1], np.nan)])
         c = np.full(d[8].shape[0], np.nan)
         direct.direct_values(ud, d1.shape[0], d2, tape.n_inputs, adj, *d[:21], pieces, hpar, c,
-                             data)
+                             data)  # all four programs: affine pieces, then none
         results.append(data)
     np.testing.assert_array_equal(results[0], results[1])
     ref = tape._dense_hessian(x[::-1].copy(), None)
