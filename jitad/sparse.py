@@ -240,9 +240,8 @@ class HessianPlan:
             threads = numba.get_num_threads() if self._direct_work >= DIRECT_PARALLEL_WORK else 1
             run_plan = _fusable(tape) if threads == 1 else None
             if run_plan is not None:  # sweeps and direct program in one call
-                from . import direct_dense  # compiled on first use only
                 args, complete = _sweep_args(self, tape, run_plan, x, tape._weights(w))
-                direct_dense.sparse_values(*args, data)
+                _kernels().sparse_values(*args, data)
                 _swept(tape, x, complete)
                 return data
             n_e = tape.arg.shape[0]
@@ -387,25 +386,46 @@ def _fusable(tape):
 
 
 _SKIP_NONE = np.zeros(0, np.uint8)
+_dd_module = None  # the module `direct_dense`, imported (and compiled) on first use
+
+
+def _kernels():
+    global _dd_module
+    if _dd_module is None:
+        from . import direct_dense
+        _dd_module = direct_dense
+    return _dd_module
 
 
 def _sweep_args(plan, tape, run_plan, x, w):
     """(arguments of `direct_dense`'s kernels up to the direct programs' c, whether val will
     hold every value), with this thread's point arrays, whose cache key is dropped (they are
     rewritten: `_swept` sets it after the call when val is complete). The forward sweep skips
-    the runs whose values no derivative needs when d1 holds the tape's LIN partials."""
-    ud, c = plan._direct_work_arrays(tape)
+    the runs whose values no derivative needs when d1 holds the tape's LIN partials. The
+    arguments but x, w and the skipping are kept per thread (a 10^3-input sparse Hessian is
+    ~25 us, and building the 50-argument tuple took several)."""
+    ws = workspace.local()
+    key = (tape._uid, "fused")
+    parts = ws.views.get(key)
+    if parts is None or parts[4] is not plan:
+        ws.views.pop(key, None)
+        parts = workspace.cached(key, lambda: _sweep_parts(plan, tape, run_plan))
+    lin_ready = ws.lin_owner == tape._uid
+    ws.point_key = None
+    skip, complete = parts[3] if lin_ready else (_SKIP_NONE, True)
+    return parts[0] + (x, lin_ready) + parts[1] + (skip, tape._uout, w) + parts[2], complete
+
+
+def _sweep_parts(plan, tape, run_plan):
+    """The parts of `_sweep_args` that stay while this thread's buffers do."""
+    ud, c = plan._direct_work_arrays(tape)  # first: it may grow the d1 buffer
     val, d1, d2, adj = tape._arrays()
     if d1.base is not ud.base:  # ud[:n_edges] must be the d1 the sweeps write
         raise RuntimeError("internal error: the point arrays' d1 is not in its buffer")
-    ws = workspace.local()
-    lin_ready = ws.lin_owner == tape._uid
-    ws.point_key = None
-    skip = (run_plan.value_free(tape.code, tape.eptr, tape.arg, tape.n_inputs) if lin_ready
-            else _SKIP_NONE)
-    return (tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
-            tape.n_inputs, x, lin_ready, val, d1, d2) + run_plan.arrays + (
-            skip, tape._uout, w, adj, ud) + plan.direct + (c,), not skip.any()
+    skip = run_plan.value_free(tape.code, tape.eptr, tape.arg, tape.n_inputs)
+    return ((tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
+             tape.n_inputs), (val, d1, d2) + run_plan.arrays, (adj, ud) + plan.direct + (c,),
+            (skip, not skip.any()), plan)
 
 
 def _swept(tape, x, complete):
@@ -420,7 +440,6 @@ def _swept(tape, x, complete):
 def _direct_dense(plan, tape, run_plan, x, w):
     """The dense Hessian by `direct_dense.hessian` (the sweeps at x in one thread while the
     others zero H), or None when an entry is not finite."""
-    from . import direct_dense  # compiled on first use only
     n = tape.n_inputs
     threads = numba.get_num_threads() if n * n >= dense_out.PARALLEL_ENTRIES else 1
     own_rows = n
@@ -432,7 +451,7 @@ def _direct_dense(plan, tape, run_plan, x, w):
     H = np.empty((n, n))
     data = np.empty(plan.pattern.indices.shape[0])
     args, complete = _sweep_args(plan, tape, run_plan, x, w)
-    ok = parallel(direct_dense.hessian, *args, data, plan.pattern.indptr, plan.pattern.indices,
+    ok = parallel(_kernels().hessian, *args, data, plan.pattern.indptr, plan.pattern.indices,
                   H, own_rows, threads)
     _swept(tape, x, complete)
     return H if ok else None
