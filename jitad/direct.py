@@ -427,6 +427,12 @@ def _chunk(m0, m1, part, n_parts):
 
 
 @_jit
+def _clipped(piece, p, m0, m1):
+    """Positions of piece p within m0..m1-1 (this thread's chunk): lo, hi (empty: lo >= hi)."""
+    return max(piece[p, 0], m0), min(piece[p, 1], m1)
+
+
+@_jit
 def _gradient_group(ud, ggptr, gcnt, goff, gdst, gsrc, gedge, pptr, piece, par, g, part,
                     n_parts):
     """Entries of gradient group g (its chunk `part` of n_parts): ud[dst] = sum d1 * ud, d1
@@ -436,8 +442,7 @@ def _gradient_group(ud, ggptr, gcnt, goff, gdst, gsrc, gedge, pptr, piece, par, 
     o = goff[g] - ggptr[g] * cnt  # operands of position m from o + m * cnt
     base = pptr.shape[0] - 4 - ggptr.shape[0]  # this program's offsets in pptr (`_pieces`)
     for p in range(pptr[base + g], pptr[base + g + 1]):
-        lo = max(piece[p, 0], m0)
-        hi = min(piece[p, 1], m1)
+        lo, hi = _clipped(piece, p, m0, m1)
         if lo >= hi:
             continue
         q = piece[p, 2]
@@ -499,8 +504,7 @@ def _term_weights(d2, n_in, adj, term_t, term_op, pptr, piece, par, c, part, n_p
     q0, q1 = _chunk(0, term_t.shape[0], part, n_parts)
     base = pptr.shape[0] - 4
     for p in range(pptr[base], pptr[base + 1]):
-        lo = max(piece[p, 0], q0)
-        hi = min(piece[p, 1], q1)
+        lo, hi = _clipped(piece, p, q0, q1)
         if lo >= hi:
             continue
         s = piece[p, 2]
@@ -554,8 +558,7 @@ def _hessian_group(hgptr, hcnt, hoff, hdst, pa, pb, pterm, pptr, piece, par, c, 
     cnt = hcnt[g]
     o = hoff[g] - hgptr[g] * cnt  # operands of position m from o + m * cnt
     for p in range(pptr[g], pptr[g + 1]):
-        lo = max(piece[p, 0], m0)
-        hi = min(piece[p, 1], m1)
+        lo, hi = _clipped(piece, p, m0, m1)
         if lo >= hi:
             continue
         if piece[p, 2] < 0:
@@ -627,19 +630,11 @@ def _hessian_affine(cnt, o, hdst, pa, pb, pterm, hpar, q, first, c, ud, data, m0
     t2 = np.uint64(pterm[k + 2])
     a2 = np.uint64(pa[k + 2])
     b2 = np.uint64(pb[k + 2])
-    if cnt == 3:
-        for m in range(m0, m1):
-            i = np.uint64(m - first)
-            s0 = 0.0
-            s1 = 0.0
-            s0 += _product(c, ud, hpar, q, 0, t0, a0, b0, i)
-            s1 += _product(c, ud, hpar, q, 1, t1, a1, b1, i)
-            s0 += _product(c, ud, hpar, q, 2, t2, a2, b2, i)
-            data[d0 + i * ds] = s0 + s1
-        return
-    t3 = np.uint64(pterm[k + 3])
-    a3 = np.uint64(pa[k + 3])
-    b3 = np.uint64(pb[k + 3])
+    four = cnt == 4  # loop-invariant: LLVM unswitches the loop on it
+    k3 = k + 3 if four else k  # (read only when four)
+    t3 = np.uint64(pterm[k3])
+    a3 = np.uint64(pa[k3])
+    b3 = np.uint64(pb[k3])
     for m in range(m0, m1):
         i = np.uint64(m - first)
         s0 = 0.0
@@ -647,7 +642,8 @@ def _hessian_affine(cnt, o, hdst, pa, pb, pterm, hpar, q, first, c, ud, data, m0
         s0 += _product(c, ud, hpar, q, 0, t0, a0, b0, i)
         s1 += _product(c, ud, hpar, q, 1, t1, a1, b1, i)
         s0 += _product(c, ud, hpar, q, 2, t2, a2, b2, i)
-        s1 += _product(c, ud, hpar, q, 3, t3, a3, b3, i)
+        if four:
+            s1 += _product(c, ud, hpar, q, 3, t3, a3, b3, i)
         data[d0 + i * ds] = s0 + s1
 
 

@@ -6,6 +6,7 @@ import pytest
 
 import jitad
 from jitad import dense_out, interaction, sparse
+from test_threads import run_threads
 
 
 def _random_csr(n, m, seed):
@@ -111,9 +112,8 @@ def test_dense_hessian_not_finite_takes_the_hvp_sweeps(monkeypatch):
 
 
 def test_sparse_and_dense_hessians_from_many_threads():
-    # the one-call kernels keep their arguments per thread: 4 threads x 40 calls at their own
+    # the one-call kernels keep their arguments per thread: 8 threads x 40 calls at their own
     # points, every result bitwise equal to the same call made alone
-    import threading
     n = 400
     tape = jitad.record(rosenbrock, np.linspace(0.5, 1.5, n))
     points = [np.random.default_rng(k).uniform(0.5, 1.5, n) for k in range(8)]
@@ -122,22 +122,13 @@ def test_sparse_and_dense_hessians_from_many_threads():
         tape.hessian(x)
     ref_sparse = [tape.sparse_hessian(x).data for x in points]
     ref_dense = [tape.hessian(x) for x in points]
-    errors = []
 
     def work(k):
-        try:
-            for i in range(40):
-                j = (k + 3 * i) % len(points)
-                if i % 2:
-                    assert np.array_equal(tape.sparse_hessian(points[j]).data, ref_sparse[j])
-                else:
-                    assert np.array_equal(tape.hessian(points[j]), ref_dense[j])
-        except Exception as e:  # re-raised in the main thread
-            errors.append(e)
+        for i in range(40):
+            j = (k + 3 * i) % len(points)
+            if i % 2:
+                assert np.array_equal(tape.sparse_hessian(points[j]).data, ref_sparse[j])
+            else:
+                assert np.array_equal(tape.hessian(points[j]), ref_dense[j])
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_threads(work)
