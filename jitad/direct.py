@@ -599,7 +599,8 @@ def _product(c, ud, hpar, q, j, kt, ka, kb, i):
     """Product j of the entry i positions into an affine piece: c * ud * ud at the piece's
     first indices (kt, ka, kb) plus i times its steps (uint64: steps may be negative, the
     wrapped sums land on the right index)."""
-    return (c[kt + i * np.uint64(hpar[q + 1 + 3 * j])] * ud[ka + i * np.uint64(hpar[q + 2 + 3 * j])]
+    return (c[kt + i * np.uint64(hpar[q + 1 + 3 * j])]
+            * ud[ka + i * np.uint64(hpar[q + 2 + 3 * j])]
             * ud[kb + i * np.uint64(hpar[q + 3 + 3 * j])])
 
 

@@ -1,12 +1,16 @@
-"""The dense Hessian of a large sparse tape in one parallel region: one thread runs the point's
-sweeps and the direct program (`direct.py`) while the others zero the (n, n) result, then it
-zeroes its own share of the rows.
+"""One-call kernels of the direct sparse Hessian (`direct.py`) for tapes with a run plan, swept
+in one thread and without guards (`sparse._fusable`); their arguments come from
+`sparse._sweep_args`.
 
-Zeroing 8n^2 bytes is most of such a Hessian (10^3 inputs: ~290 us on one core, against
-~35 us for the sparse entries), so sweeping first and zeroing after on all threads would leave
-the other threads idle during the sweeps. Used by `sparse.HessianPlan.dense` for tapes with a
-run plan, swept in one thread and without guards; the values are those of `HessianPlan.values`
-bitwise (the same kernels).
+- `sparse_values`: forward sweep, reverse sweep and direct program in one serial call (three
+  calls from Python cost a 10^3-input sparse Hessian several microseconds more);
+- `hessian`: the dense Hessian in one parallel region: one thread runs the same sweeps and
+  program while the others zero the (n, n) result, then it zeroes its own share of the rows.
+  Zeroing 8n^2 bytes is most of such a Hessian (10^3 inputs: ~290 us on one core, against
+  ~25 us for the sparse entries), so sweeping first and zeroing after on all threads would
+  leave the other threads idle during the sweeps.
+
+Both give the entries of `HessianPlan.values` bitwise (the same kernels).
 """
 import numpy as np
 from numba import njit, prange
@@ -17,9 +21,9 @@ from .dense_out import scatter_rows, stream_zero_rows, zero_rows
 
 @njit(cache=True, error_model="numpy", nogil=True, parallel=True)
 def hessian(code, param, eptr, arg, coef, tptr, n_in, x, lin_ready, val, d1, d2, seg, kind,
-            base, stride, flags, const, skip, out, w, adj, ud, g_in, n_gval, ggptr, gcnt, goff, gdst,
-            gsrc, gedge, term_t, term_op, hgptr, hcnt, hoff, hdst, pa, pb, pterm, hzero, upper,
-            lower, pptr, piece, par, c, data, indptr, indices, H, own_rows, n_parts):
+            base, stride, flags, const, skip, out, w, adj, ud, g_in, n_gval, ggptr, gcnt, goff,
+            gdst, gsrc, gedge, term_t, term_op, hgptr, hcnt, hoff, hdst, pa, pb, pterm, hzero,
+            upper, lower, pptr, piece, par, c, data, indptr, indices, H, own_rows, n_parts):
     """H (n, n) <- the Hessian of sum_k w[k] y[k] at x, from the entries on the pattern
     (indptr, indices) that the direct program writes into data (nnz,); val, d1, d2, adj are
     the point arrays (the forward and reverse sweeps of `run_sweeps` write them; the forward
@@ -55,12 +59,11 @@ def hessian(code, param, eptr, arg, coef, tptr, n_in, x, lin_ready, val, d1, d2,
 
 @njit(cache=True, error_model="numpy", nogil=True)
 def sparse_values(code, param, eptr, arg, coef, tptr, n_in, x, lin_ready, val, d1, d2, seg,
-                  kind, base, stride, flags, const, skip, out, w, adj, ud, g_in, n_gval, ggptr, gcnt,
-                  goff, gdst, gsrc, gedge, term_t, term_op, hgptr, hcnt, hoff, hdst, pa, pb,
-                  pterm, hzero, upper, lower, pptr, piece, par, c, data):
-    """The sparse Hessian's entries (data) as `hessian` computes them, in one serial call:
-    the sweeps and the direct program of a 10^3-input Hessian are ~25 us, and three calls
-    from Python cost ~3 us more."""
+                  kind, base, stride, flags, const, skip, out, w, adj, ud, g_in, n_gval, ggptr,
+                  gcnt, goff, gdst, gsrc, gedge, term_t, term_op, hgptr, hcnt, hoff, hdst, pa,
+                  pb, pterm, hzero, upper, lower, pptr, piece, par, c, data):
+    """The sparse Hessian's entries (data (nnz,)) as `hessian` computes them, in one serial
+    call (arguments as there)."""
     run_sweeps.forward_some(code, param, eptr, arg, coef, tptr, n_in, x, True, lin_ready, val,
                             d1, d2, seg, kind, base, stride, flags, const, skip)
     run_sweeps.reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags,

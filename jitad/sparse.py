@@ -182,7 +182,6 @@ class HessianPlan:
         if not ok:
             raise RuntimeError("internal error: the Hessian colouring is not a star colouring")
         self.colors, self.n_colors, self.compressed = colors, k, k < n
-        self.rows = rows
         self.seed = np.zeros((n, k))
         self.seed[np.arange(n), colors] = 1.0
         self.source = src_c * n + src_v  # flat index into (H @ S).T, shape (k, n)

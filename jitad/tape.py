@@ -327,9 +327,10 @@ class Tape:
         """Dense symmetric Hessian (n, n) of sum_k w[k]*y[k] (w optional for one output).
 
         Three methods, the same values up to rounding, chosen per tape once from cost
-        estimates: the interaction Hessian (`interaction.py`) when the operands of the
-        second-order terms have sparse gradient rows; else, from 128 inputs, the star-coloured
-        sparse plan (`sparse.py`) when it needs at most n/2 colours; else n unit HVPs."""
+        estimates: from 128 inputs on, for tapes without dense groups, the star-coloured
+        sparse plan (`sparse.py`) when it needs at most n/2 colours; else the interaction
+        Hessian (`interaction.py`) when the operands of the second-order terms have sparse
+        gradient rows; else the sparse plan for the other large tapes; else n unit HVPs."""
         return self._hessian(x, w, True)
 
     def _hessian(self, x, w, replay):

@@ -8,9 +8,10 @@ _layer = None  # numba's threading layer, known after the first parallel call
 
 
 def parallel(kernel, *args):
-    """Call a prange kernel (returning its result). Numba's 'workqueue' threading layer (used when neither OpenMP nor
-    TBB is available) aborts the process on concurrent parallel calls, so calls are serialised
-    under it; with 'omp' or 'tbb' threads run their parallel kernels concurrently."""
+    """Call a prange kernel and return its result. Numba's 'workqueue' threading layer (used
+    when neither OpenMP nor TBB is available) aborts the process on concurrent parallel calls,
+    so calls are serialised under it; with 'omp' or 'tbb' threads run their parallel kernels
+    concurrently."""
     global _layer
     if _layer is None or _layer == "workqueue":
         with _parallel_lock:
