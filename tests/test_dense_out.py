@@ -3,6 +3,8 @@ large sparse tapes, which takes the sparse plan before the interaction Hessian."
 import numba
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import jitad
 from jitad import dense_out, interaction, sparse
@@ -132,3 +134,53 @@ def test_sparse_and_dense_hessians_from_many_threads():
                 assert np.array_equal(tape.hessian(points[j]), ref_dense[j])
 
     run_threads(work)
+
+
+# ------------------------------------------------------------------ random array programs
+# Long elementwise programs (tapes over 1000 ops: a run plan, so the one-call kernels of
+# direct_dense run from the third call on): chains of unary functions, linear combinations
+# of shifted slices (LIN runs whose values some later op reads, or only the final sums), and
+# products. The sparse and dense Hessians must equal the HVP sweeps' at new points.
+_UNARY = (np.sin, np.tanh, lambda v: v * v, np.exp, lambda v: np.log1p(v * v))
+
+
+def _program(ops, n):
+    def f(x):
+        pool = [x[1:], x[:-1], 0.5 * x[1:] - 2.0 * x[:-1]]
+        total = 0.0
+        for kind, a, b, k in ops:
+            u, v = pool[a % len(pool)], pool[b % len(pool)]
+            if kind == 0:
+                w = _UNARY[k % len(_UNARY)](0.3 * u)
+            elif kind == 1:
+                w = 1.5 * u - 0.25 * v + 1.0  # a LIN run
+            elif kind == 2:
+                w = u * v
+            else:
+                total = total + (k % 3 + 1) * np.sum(u)  # values only the function value reads
+                continue
+            pool.append(w)
+        return total + np.sum(pool[-1]) + 0.1 * np.sum(pool[-2] * pool[-3])
+    return f
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 50), st.integers(0, 50),
+                          st.integers(0, 50)), min_size=2, max_size=7),
+       st.integers(0, 2 ** 31 - 1))
+def test_random_array_programs_one_call_paths(ops, seed):
+    n = 300
+    rng = np.random.default_rng(seed)
+    x0 = rng.uniform(-0.5, 0.5, n)
+    f = _program(ops, n)
+    tape = jitad.record(f, x0)
+    assume(tape.code.shape[0] >= 1000 and tape._runs() is not None)
+    points = [x0 + 0.01 * rng.standard_normal(n) for _ in range(6)]
+    refs = [tape._dense_hessian(x, None) for x in points]  # computed first: the point arrays
+    # then hold other points' values when the skipping sweeps run (stale values would show)
+    for x, ref in zip(points, refs):
+        tol = 1e-11 * max(1.0, np.abs(ref).max())
+        np.testing.assert_allclose(tape.sparse_hessian(x).toarray(), ref, rtol=1e-11, atol=tol)
+        np.testing.assert_allclose(tape.hessian(x), ref, rtol=1e-11, atol=tol)
+        # a value after the derivative-only sweeps: not read from their incomplete point arrays
+        np.testing.assert_allclose(tape.forward(x), f(x), rtol=1e-12, atol=1e-12)
