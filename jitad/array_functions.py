@@ -28,7 +28,7 @@ def _split_axis(a, axis):
     nd = idx.ndim
     if axis is None:  # the common full reduction: the same arrays with ~10 numpy calls fewer
         return idx.reshape(1, -1), val.reshape(1, -1), (), (1,) * nd
-    axes = tuple(range(nd)) if axis is None else tuple(_normalize_axis_tuple(axis, nd))
+    axes = tuple(_normalize_axis_tuple(axis, nd))
     kept = [d for d in range(nd) if d not in axes]
     perm = kept + list(axes)
     out_shape = tuple(idx.shape[d] for d in kept)

@@ -18,11 +18,10 @@ import numbers
 
 import numpy as np
 
-from . import interaction, limits
+from . import limits
 from .lazy import LazyHessian, RowCache
 from .record import as_float_array, record
 
-_ONE = np.ones(1)  # the output weight of a scalar output
 
 __all__ = ["jvp", "vjp", "jacobian", "hessian", "hvp", "vhp", "grad", "value_and_grad"]
 
@@ -300,16 +299,9 @@ def hessian(func, inputs, strict=False, batch_axis=None, lazy=False, create_grap
         if not lay.in_tuple:
             return blocks[0]
         return tuple(tuple(blocks[i * k:(i + 1) * k]) for i in range(k))
-    return lay.hessian(_one_shot_hessian(tape, x))
-
-
-def _one_shot_hessian(tape, x):
-    """Hessian of a scalar-output tape recorded for this one call: dense rows without a plan
-    when n is small (a plan pays off only on replay), else `tape.hessian` for a tape used once.
-    The two ways sum in different orders: equal up to rounding, not bitwise."""
-    limits.check_dense(tape.n_inputs, tape.n_inputs, "Hessian")
-    H = interaction.one_shot_hessian(tape, tape._x(x), _ONE)
-    return tape._hessian(x, None, False) if H is None else H
+    # a tape recorded for this one call: dense rows without a plan when n is small (a plan
+    # pays off only on replay); equal to a replayed tape's Hessian up to rounding, not bitwise
+    return lay.hessian(tape._hessian(x, None, False))
 
 
 def _hvp(func, inputs, v, strict, what, create_graph):

@@ -41,16 +41,19 @@ def one_shot_hessian(tape, x, w):
     if n > DENSE_ROWS_MAX_N or tape.n_slots * n > DENSE_ROWS_MAX_ENTRIES:
         return None
     _, d1, d2, adj = tape._point_arrays(x)
-    G = workspace.buffer("ih_dense_rows", (tape.n_slots, n))
-    rb = workspace.buffer("ih_dense_base", (tape.n_slots,), np.int32)
-    rs = workspace.buffer("ih_dense_scale", (tape.n_slots,))
-    rw = workspace.buffer("ih_dense_weight", (tape.n_slots,))
-    RT = workspace.buffer("ih_dense_terms", (n, tape.n_slots))
-    cw = workspace.buffer("ih_dense_weights", (2, tape.n_slots))
-    pair = workspace.buffer("ih_dense_pair", (2, n))
+    ns = tape.n_slots
+    # keyed by size, not by tape: jitad.hessian(f, x) in a loop records a new tape each call
+    work = workspace.cached(("ih_dense", ns, n), lambda: (
+        workspace.buffer("ih_dense_rows", (ns, n)),
+        workspace.buffer("ih_dense_base", (ns,), np.int32),
+        workspace.buffer("ih_dense_scale", (ns,)),
+        workspace.buffer("ih_dense_weight", (ns,)),
+        workspace.buffer("ih_dense_terms", (n, ns)),
+        workspace.buffer("ih_dense_weights", (2, ns)),
+        workspace.buffer("ih_dense_pair", (2, n))))
     H = np.zeros((n, n))
     ok = ik.dense_rows_hessian(tape._ueptr, tape._uarg, tape._utptr, tape._uta, tape._utb, n,
-                               tape._uout, w, d1, d2, adj, G, rb, rs, rw, RT, cw, pair, H)
+                               tape._uout, w, d1, d2, adj, *work, H)
     return H if ok else None
 
 

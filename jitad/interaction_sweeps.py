@@ -176,11 +176,8 @@ def plan(code, eptr, arg, coef, tptr, ta, tb, n_in, out, max_nnz):
             prev = ridx[rptr[r]]
         if not direct:
             sort_range(ridx, start, nnz)
-        constant = direct and code[i] == oc.LIN
-        for e in range(eptr[i], eptr[i + 1]):
-            if arg[e] >= n_in or not np.isfinite(coef[e]):
-                constant = False  # operands with a scaled row, or a value to check per point
-        kind[s] = CONSTANT if constant else DIRECT if direct else MERGED
+        # (never CONSTANT here: a LIN op straight over distinct inputs took `over_inputs`)
+        kind[s] = DIRECT if direct else MERGED
         base[s] = n_rows
         n_rows += 1
         rptr[n_rows] = nnz

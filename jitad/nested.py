@@ -79,13 +79,6 @@ _BINARY_PARTIALS = _traced_rule(rules.binary_partials)
 _SELECT_PARTIALS = _traced_rule(rules.select_partials)
 
 
-def _index_array(a, what):
-    """a as int32 for the sweeps, range-checked (the recorder keeps int64)."""
-    if a.size and (a.max() > np.iinfo(np.int32).max or a.min() < 0):
-        raise ValueError(f"tape too large: {what} outside the int32 index range")
-    return np.ascontiguousarray(a, dtype=np.int32)
-
-
 # --------------------------------------------------------------------------- slot values
 def slot_values(rec):
     """Values of all slots of `rec` at its recording point (forward sweep over new ops only)."""
@@ -108,12 +101,11 @@ def slot_values(rec):
         eptr = rec.eptr.view()[done:]
         tptr = rec.tptr.view()[done:]
         n0 = rec.n_in + done
-        u = np.uint32  # checked non-negative; as the Tape's kernels read them
-        sweeps.forward(rec.code.view()[done:], rec.param.view()[done:],
-                       _index_array(eptr, "edge offsets").view(u),
-                       _index_array(rec.arg.view(), "operand slots").view(u), rec.coef.view(),
-                       _index_array(tptr, "term offsets").view(u), n0, val[:n0], False, val,
-                       np.empty(0), np.empty(0))
+        u = np.uint32  # the recorder's int32 indices (non-negative, `recorder._fit` keeps
+        # them in range), read unsigned as the Tape's kernels read them
+        sweeps.forward(rec.code.view()[done:], rec.param.view()[done:], eptr.view(u),
+                       rec.arg.view().view(u), rec.coef.view(), tptr.view(u), n0, val[:n0],
+                       False, val, np.empty(0), np.empty(0))
         state[1] = n_ops
     return val[:rec.n_slots]
 

@@ -61,7 +61,7 @@ class _Buf:
 
 
 _active = threading.local()
-INDEX = np.int32  # == tape_io.INDEX (which imports this module)
+INDEX = np.int32  # the index dtype of every tape array (tape_io imports it from here)
 _IMAX = int(np.iinfo(INDEX).max)
 # This thread's last recording's sizes (ops, edges, terms): the next recorder starts with that
 # capacity, since recording one function repeatedly (jitad.hessian(f, x)) is the common case

@@ -10,13 +10,12 @@ order (ops last to first in the reverse sweep), so results are bitwise identical
 Arrays are validated in `tape.py` and the plan is checked when built (`runs.build`): no bounds
 checks here.
 """
-import numpy as np
 from numba import njit, prange
 
 from . import opcodes as oc
 from . import sweeps
 from .rules import binary_rule, multiply_partials, square_partials, unary_rule
-from .runs import BLOCK, ELEM, OPS, SAME_COEF, SAME_PARAM
+from .runs import BLOCK, ELEM, OPS, SAME_COEF, SAME_PARAM, SKIP_NONE
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 
@@ -216,10 +215,7 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, va
     every point) from an earlier sweep into the same array; they are the bulk of the edges of
     array code, and not writing them again halves the memory traffic of the sweep."""
     forward_some(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, val, d1, d2,
-                 seg, kind, base, stride, flags, const, _SKIP_NONE)
-
-
-_SKIP_NONE = np.zeros(0, np.uint8)
+                 seg, kind, base, stride, flags, const, SKIP_NONE)
 
 
 @_jit

@@ -106,6 +106,9 @@ class Plan:
                 f"{counts[OPS]} per-op segments, {100 * self.coverage():.0f}% of ops in runs>")
 
 
+SKIP_NONE = np.zeros(0, np.uint8)  # a skip mask that skips no run (`run_sweeps.forward_some`)
+
+
 @njit(cache=True)
 def _value_free_runs(code, eptr, arg, n_in, seg, kind):
     """See `Plan.value_free`: an op's value is needed when a non-LIN op reads it (its partials

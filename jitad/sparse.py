@@ -37,6 +37,9 @@ DIRECT_PARALLEL_WORK = 20_000
 BLOCK = 32
 # Patterns with more than this fraction of n^2 entries are not coloured (dense).
 DENSE_FRACTION = 0.5
+# Cost of a tape's sweeps and direct program, in zeroed dense entries per slot, edge, term and
+# direct-program item: how many rows fewer the sweeping thread zeroes (`direct_dense.py`)
+_SWEEP_ENTRIES = 8.0
 
 
 def _scipy_sparse():
@@ -202,7 +205,16 @@ class HessianPlan:
                 < np.iinfo(np.int32).max):
             self.direct = maps
             self._direct_work = maps[5].shape[0] + maps[14].shape[0]  # entries + products
+            self._sweep_entries = _SWEEP_ENTRIES * (tape.n_slots + tape.arg.shape[0]
+                                                    + tape.ta.shape[0] + self._direct_work)
         self.direct_seconds = time.perf_counter() - t0
+
+    def _direct_maps(self, tape):
+        """The direct maps (None when over budget or without a pattern), built on first use
+        when the automatic choice of `Tape.hessian` deferred them."""
+        if not self._direct_tried and self.pattern is not None:
+            self._build_direct(tape)
+        return self.direct
 
     @property
     def method(self):
@@ -230,10 +242,8 @@ class HessianPlan:
 
     def values(self, tape, x, w):
         """(nnz,) Hessian entries on the pattern at x (validated) for output weights w."""
-        if not self._direct_tried and self.pattern is not None:
-            self._build_direct(tape)  # deferred by the automatic choice until it is needed
-        if self.direct is not None:
-            d = self.direct
+        d = self._direct_maps(tape)
+        if d is not None:
             data = np.empty(self.pattern.indices.shape[0])
             # (numba.get_num_threads costs microseconds: asked only for large programs)
             threads = numba.get_num_threads() if self._direct_work >= DIRECT_PARALLEL_WORK else 1
@@ -358,21 +368,14 @@ def auto_hessian(tape, x, w):
         plan = tape._hess_auto = plan if plan.auto else False
     if plan is False:
         return None
-    if not plan._direct_tried:
-        plan._build_direct(tape)
     n = tape.n_inputs
     run_plan = _fusable(tape)
-    if plan.direct is not None and run_plan is not None:
+    if run_plan is not None and plan._direct_maps(tape) is not None:
         return _direct_dense(plan, tape, run_plan, x, tape._weights(w))
     data = plan.values(tape, x, w)
     if not np.isfinite(data).all():
         return None  # inf/nan: the dense sweeps give the documented special values entry-wise
     return dense_out.from_csr(n, n, plan.pattern.indptr, plan.pattern.indices, data)
-
-
-# Cost of a tape's sweeps and direct program, in zeroed dense entries per slot, edge, term and
-# direct-program item: how many rows fewer the sweeping thread zeroes (`direct_dense.py`)
-_SWEEP_ENTRIES = 8.0
 
 
 def _fusable(tape):
@@ -384,7 +387,6 @@ def _fusable(tape):
     return None
 
 
-_SKIP_NONE = np.zeros(0, np.uint8)
 _dd_module = None  # the module `direct_dense`, imported (and compiled) on first use
 
 
@@ -411,7 +413,7 @@ def _sweep_args(plan, tape, run_plan, x, w):
         parts = workspace.cached(key, lambda: _sweep_parts(plan, tape, run_plan))
     lin_ready = ws.lin_owner == tape._uid
     ws.point_key = None
-    skip, complete = parts[3] if lin_ready else (_SKIP_NONE, True)
+    skip, complete = parts[3] if lin_ready else (runs.SKIP_NONE, True)
     return parts[0] + (x, lin_ready) + parts[1] + (skip, tape._uout, w) + parts[2], complete
 
 
@@ -443,10 +445,8 @@ def _direct_dense(plan, tape, run_plan, x, w):
     threads = numba.get_num_threads() if n * n >= dense_out.PARALLEL_ENTRIES else 1
     own_rows = n
     if threads > 1:
-        sweep = _SWEEP_ENTRIES * (tape.n_slots + tape.arg.shape[0] + tape.ta.shape[0]
-                                  + plan._direct_work)
-        share = (n * n + sweep) / threads
-        own_rows = min(n, max(0, int(round((share - sweep) / n))))
+        sweep = plan._sweep_entries
+        own_rows = min(n, max(0, int(round(((n * n + sweep) / threads - sweep) / n))))
     H = np.empty((n, n))
     data = np.empty(plan.pattern.indices.shape[0])
     args, complete = _sweep_args(plan, tape, run_plan, x, w)

@@ -12,9 +12,8 @@ import numpy as np
 from . import guard_sweeps
 from . import guards as guards_module
 from . import opcodes as oc
-from . import limits, runs, sparse, sweeps, tape_io, workspace
+from . import interaction, limits, runs, sparse, sweeps, tape_io, workspace
 from .threads import parallel
-from .interaction import InteractionPlan
 
 # Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
 # the per-op cost of a sweep over more directions; 32 was best or near-best on Rosenbrock,
@@ -139,12 +138,10 @@ class Tape:
         forward sweep once. The arrays are reused: never hand them to users.
         """
         arrays = self._arrays()
-        ws = workspace.local()
-        key = ws.point_key
         xb = x.tobytes()  # once: a copy of x (80 kB at 10^4 inputs)
-        if key is None or key[0] != self._uid or key[1] != xb:
+        if not self._at_point(xb):
             self._forward(x, True, *arrays[:3])
-            ws.point_key = (self._uid, xb)
+            workspace.local().point_key = (self._uid, xb)
         return arrays
 
     def _arrays(self):
@@ -152,15 +149,16 @@ class Tape:
         return workspace.local().views.get(self._uid) or workspace.point_arrays(
             self._uid, self.n_slots, self.arg.shape[0], self.ta.shape[0])
 
-    def _at_point(self, x):
-        """Whether this thread's point arrays hold this tape's values and partials at x."""
+    def _at_point(self, xb):
+        """Whether this thread's point arrays hold this tape's values and partials at the point
+        whose bytes (x.tobytes()) are xb."""
         key = workspace.local().point_key
-        return key is not None and key[0] == self._uid and key[1] == x.tobytes()
+        return key is not None and key[0] == self._uid and key[1] == xb
 
     def forward(self, x):
         """y (m,) = f(x) for x (n,)."""
         x = self._x(x)
-        if self._at_point(x):
+        if self._at_point(x.tobytes()):
             return sweeps.gather(self._arrays()[0], self._uout)
         val = workspace.buffer("fval", (self.n_slots,))
         self._forward(x, False, val, val[:0], val[:0], point=False)
@@ -334,10 +332,15 @@ class Tape:
         return self._hessian(x, w, True)
 
     def _hessian(self, x, w, replay):
-        """`hessian`; replay False: the tape is used for this one Hessian (`jitad.hessian`)."""
+        """`hessian`; replay False: the tape is used for this one Hessian (`jitad.hessian`):
+        small ones take dense rows and no plan (`interaction.one_shot_hessian`)."""
         x = self._x(x)
         n = self.n_inputs
         limits.check_dense(n, n, "Hessian")
+        if not replay:
+            H = interaction.one_shot_hessian(self, x, _ONE if w is None else self._weights(w))
+            if H is not None:
+                return H
         plan = self.__dict__.get("_iplan") or self._interaction_plan()
         # without dense groups, the interaction Hessian scatters the same entries that the
         # sparse plan's direct program computes in a third of the time (Rosenbrock 10^3:
@@ -385,7 +388,7 @@ class Tape:
 
     def _interaction_plan(self):
         """Row patterns for the interaction Hessian (`interaction.py`)."""
-        return self._derived("_iplan", InteractionPlan)
+        return self._derived("_iplan", interaction.InteractionPlan)
 
     def _transposed(self):
         """The tape read backwards, for the pulling second-order sweep (`sweeps.hvp`), 8 bytes

@@ -34,11 +34,10 @@ import numpy as np
 from . import guards
 from . import opcodes as oc
 from . import tape_check
-from .recorder import _TCOUNT, _TLOCAL  # per op code (padded to 256): term count, pattern
+# the index dtype and its limit; per op code (padded to 256): term count, term pattern
+from .recorder import _IMAX, _TCOUNT, _TLOCAL, INDEX
 
 FORMAT_VERSION = 2  # 2: branch guards (guard_* arrays, guard_sources)
-INDEX = np.int32
-_IMAX = int(np.iinfo(INDEX).max)
 # per op code: the edge count it fixes (-1: variable, LIN and DOT)
 _EDGE_COUNT = np.array([-1 if oc.edge_count(c, 0) is None else oc.edge_count(c, 0)
                         for c in range(256)], dtype=np.int64)
