@@ -93,11 +93,11 @@ class Plan:
         """(R,) uint8: 1 for the runs of LIN ops whose values no derivative reads (kept on the
         plan). Derivative-only sweeps (`run_sweeps.forward_some`) skip them: their partials
         are their coefficients, and only the function value needs them (a final sum, and the
-        linear combinations feeding it only)."""
+        linear combinations feeding it only). SKIP_NONE (empty) when there are none."""
         skip = self.__dict__.get("_value_free")
         if skip is None:
-            skip = self._value_free = _value_free_runs(code, eptr, arg, n_in, self.seg,
-                                                       self.kind)
+            skip = _value_free_runs(code, eptr, arg, n_in, self.seg, self.kind)
+            self._value_free = skip = skip if skip.any() else SKIP_NONE
         return skip
 
     def __repr__(self):

@@ -426,7 +426,7 @@ def _sweep_parts(plan, tape, run_plan):
     skip = run_plan.value_free(tape.code, tape.eptr, tape.arg, tape.n_inputs)
     return ((tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
              tape.n_inputs), (val, d1, d2) + run_plan.arrays, (adj, ud) + plan.direct + (c,),
-            (skip, not skip.any()), plan)
+            (skip, skip.shape[0] == 0), plan)
 
 
 def _swept(tape, x, complete):

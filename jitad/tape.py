@@ -172,47 +172,83 @@ class Tape:
 
     def value_and_gradient(self, x):
         """(y (), g (n,)) for a scalar-output tape."""
+        return self._value_and_gradient(x, True)
+
+    def gradient(self, x):
+        """g (n,) = df/dx for a scalar-output tape."""
+        return self._value_and_gradient(x, False)[1]
+
+    def _value_and_gradient(self, x, value):
+        """(y or None, g): without `value`, the run plan's forward sweep may skip the runs
+        whose values only y needs (`runs.Plan.value_free`: a final sum, 1 of the 4.5 us of a
+        10^3-input Rosenbrock forward sweep), as JAX's grad drops the value."""
         if self.n_outputs != 1:
             raise ValueError(f"gradient needs a single output, the tape has {self.n_outputs}; use "
                              "jacobian or vjp")
         x = self._x(x)
         # the hot path of optimisers: attribute lookups here are a measurable share of a call
         ws = workspace.local()
-        arrays = ws.views.get(self._uid) or self._arrays()
-        val, d1, d2, adj = arrays
+        uid = self._uid
         key = ws.point_key
-        xb = x.tobytes()
-        if key is not None and key[0] == self._uid and key[1] == xb:
-            self._reverse1(d1, _ONE, adj)
-            y = val[self.out[0]]
+        xb = None  # x's bytes: only to compare with, or to store as, the cached point
+        if key is not None and key[0] == uid:
+            xb = x.tobytes()
+            if key[1] == xb:
+                val, d1, _, adj = self._arrays()
+                self._reverse1(d1, _ONE, adj)
+                return val[self.out[0]], adj[: self.n_inputs].copy()
+        fused = ws.views.get((uid, "gradient"))
+        if fused is None:
+            fused = self._gradient_args()
+        if fused:  # the run plan's sweeps in one compiled call
+            head, tail, skip = fused
+            lin_ready = ws.lin_owner == uid
+            ws.point_key = None
+            if value or not lin_ready:
+                skip = runs.SKIP_NONE
+            self._plan.kernels.gradient(*head, x, lin_ready, *tail, skip)
+            ws.lin_owner = uid
+            adj = tail[3]
+            if skip.shape[0]:  # val misses the skipped runs' values: not a cached point
+                return None, adj[: self.n_inputs].copy()
+            y = tail[0][self.out[0]]
         else:
-            plan = self._plan
-            if plan is False:
-                plan = self._sweep_plan()
-            if plan is not None:
-                # two calls, not one fused kernel: a fused one doubles the compile time
+            val, d1, d2, adj = self._arrays()
+            plan = self._sweep_plan()
+            if plan is not None:  # guarded, or large enough for the threads' forward sweep
                 self._forward(x, True, val, d1, d2)
                 plan.kernels.reverse1(self._ueptr, self._uarg, d1, self.n_inputs, self._uout, _ONE,
                                       adj, self.code, *plan.arrays)
                 y = val[self.out[0]]
             elif self._guarded:
-                ws.lin_owner = self._uid  # these write every partial of this tape into d1
+                ws.lin_owner = uid  # these write every partial of this tape into d1
                 y, g = guard_sweeps.value_and_gradient(self.code, self.param, self._ueptr,
                                                        self._uarg, self.coef, self._utptr,
                                                        self.n_inputs, x, self._uout, val, d1, d2,
                                                        adj, *self._guard_pack)
                 self._check(g)
             else:
-                ws.lin_owner = self._uid
+                ws.lin_owner = uid
                 y = sweeps.value_and_gradient(self.code, self.param, self._ueptr, self._uarg,
                                               self.coef, self._utptr, self.n_inputs, x, self._uout,
                                               val, d1, d2, adj)
-            ws.point_key = (self._uid, xb)
+        ws.point_key = (uid, x.tobytes() if xb is None else xb)
         return y, adj[: self.n_inputs].copy()
 
-    def gradient(self, x):
-        """g (n,) = df/dx for a scalar-output tape."""
-        return self.value_and_gradient(x)[1]
+    def _gradient_args(self):
+        """For `run_sweeps.gradient`: (arguments before x, arguments after lin_ready but the
+        skip mask, the value-free runs' skip mask), kept per thread; False (not kept) when the
+        tape has no run plan yet or sweeps otherwise (guards to check, or ops enough for the
+        threads' forward sweep)."""
+        plan = self._plan
+        if not plan or self._guarded or self.code.shape[0] >= runs.PARALLEL_OPS:
+            return False
+
+        def make():
+            return ((self.code, self.param, self._ueptr, self._uarg, self.coef, self._utptr,
+                     self.n_inputs), self._arrays() + (self._uout, _ONE) + plan.arrays,
+                    plan.value_free(self.code, self.eptr, self.arg, self.n_inputs))
+        return workspace.cached((self._uid, "gradient"), make)
 
     def jvp(self, x, v):
         """(y (m,), J @ v): v (n,) -> (m,), or k directions v (n, k) -> (m, k)."""
@@ -530,11 +566,13 @@ class Tape:
             self._plan = plan
         return plan
 
-    def _forward(self, x, partials, val, d1, d2, point=True):
+    def _forward(self, x, partials, val, d1, d2, point=True, skip=runs.SKIP_NONE):
         """Values into val (n_slots,), with partials d1/d2 (`sweeps.forward`), over the run
         plan when there is one, then the guard check (raises BranchChangedError). point: val/d1/
         d2 are this thread's point arrays, whose cache key is dropped first, and whose d1 may
-        keep this tape's LIN partials from its previous sweep (`workspace.local().lin_owner`)."""
+        keep this tape's LIN partials from its previous sweep (`workspace.local().lin_owner`).
+        skip: runs of the plan not to sweep (`run_sweeps.forward_some`; only with a plan and
+        this tape's LIN partials in d1)."""
         plan = self._sweep_plan()
         if plan is None:
             if point and partials:  # the per-op sweeps write every partial of this tape
@@ -552,12 +590,12 @@ class Tape:
         ws = workspace.local()
         lin_ready = point and ws.lin_owner == self._uid
         args = (self.code, self.param, self._ueptr, self._uarg, self.coef, self._utptr,
-                self.n_inputs, x, partials, lin_ready, val, d1, d2) + plan.arrays
+                self.n_inputs, x, partials, lin_ready, val, d1, d2) + plan.arrays + (skip,)
         threads = numba.get_num_threads() if self.code.shape[0] >= runs.PARALLEL_OPS else 1
         if threads > 1:
             parallel(plan.kernels.forward_parallel, *args, threads, runs.PARALLEL_MIN_RUN)
         else:
-            plan.kernels.forward(*args)
+            plan.kernels.forward_some(*args)
         if point and partials:
             ws.lin_owner = self._uid
         if self._guarded:

@@ -63,7 +63,7 @@ def assert_same_sweeps(tape, plan, x, w=None):
         chunked = [np.full(a.shape[0], np.nan) for a in ref[:3]]
         run_sweeps.forward_parallel(tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef,
                                     tape._utptr, tape.n_inputs, x, True, False, *chunked,
-                                    *plan.arrays, n_parts, 1)
+                                    *plan.arrays, runs.SKIP_NONE, n_parts, 1)
         for name, a, b in zip(("values", "d1", "d2"), ref, chunked):
             np.testing.assert_array_equal(b, a, err_msg=f"chunked run sweep {name} differ")
     # value-only forward as well
@@ -246,7 +246,7 @@ def test_tape_uses_the_plan_and_matches_hand_written_gradients():
                                        atol=1e-12 * np.abs(g).max())
             np.testing.assert_array_equal(tape.forward(x), [f])
             assert_same_sweeps(tape, tape._runs(), x)
-        # the point left by a run-aware gradient serves the second-order sweeps
+        # second-order sweeps after a run-aware gradient (which may leave no cached point)
         x = p.x0
         tape.gradient(x)
         v = np.sin(np.arange(p.n) + 1.0)
@@ -276,6 +276,47 @@ def test_tapes_sharing_the_point_arrays_keep_their_own_linear_partials():
                                        atol=1e-10 * np.abs(ref).max())
         xg = np.linspace(0.5, 1.5, 1200) + 0.1 * k
         np.testing.assert_allclose(tg.gradient(xg), 18.0 * xg, rtol=1e-14)
+
+
+def test_gradient_skips_the_runs_only_the_value_needs():
+    # Rosenbrock's final sum, the sum of squares feeding it and the scaling by 100 are
+    # value-free (only LIN ops read them): once the plan is
+    # built and d1 holds its LIN partials, tape.gradient skips them (and leaves no cached
+    # point: val misses their values), with bitwise value_and_gradient's gradient
+    p = problems.rosenbrock_problem(1500)
+    tape = jitad.record(p.func, *p.args)
+    x0, x1, x2 = p.points(3)
+    tape.gradient(x0)
+    tape.gradient(x1)
+    plan = tape._runs()
+    assert plan.value_free(tape.code, tape.eptr, tape.arg, tape.n_inputs).sum() == 3
+    for x in (x2, x0, x2):
+        g = tape.gradient(x)
+        assert jitad.workspace.local().point_key is None  # nothing cached after a skip
+        y, g_ref = tape.value_and_gradient(x)
+        np.testing.assert_array_equal(g, g_ref)
+        np.testing.assert_allclose(g, p.ref_grad(x, *p.ref_args), rtol=1e-10,
+                                   atol=1e-12 * np.abs(g).max())
+        assert y == tape.forward(x)[0]
+        tape.gradient(x)  # then the value and the Hessian-vector product at the same point
+        np.testing.assert_array_equal(tape.forward(x), [y])
+        Hx = tape.hessian(x) @ x
+        np.testing.assert_allclose(tape.hvp(x, x), Hx, rtol=1e-12, atol=1e-12 * np.abs(Hx).max())
+
+
+def test_gradient_of_a_guarded_tape_keeps_the_values_its_guards_read():
+    # the guard reads sum(x), a value-free run for the derivatives: it is swept all the same
+    def f(x):
+        return np.sum(2.0 * x) if np.sum(x) > 0 else np.sum(x * x)
+
+    x = np.linspace(0.5, 1.5, 1200)
+    tape = jitad.record(f, x)
+    assert tape.n_guards == 1
+    for k in range(3):
+        np.testing.assert_array_equal(tape.gradient(x + 0.1 * k), np.full(1200, 2.0))
+    assert tape._runs() is not None
+    with pytest.raises(jitad.BranchChangedError):
+        tape.gradient(-x)
 
 
 PERF_PROBLEMS = {  # perf/problems.py at sizes that keep the suite fast (10^5 -> 2 * 10^4)
