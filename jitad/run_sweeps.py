@@ -7,8 +7,9 @@ bulk of array code: sums, differences, scaling, mat-vecs) are plain loops LLVM v
 Partials are stored in d1/d2 exactly as the per-op forward stores them, so every other sweep
 (tangent, HVP, Hessian, Jacobian) reads them unchanged. Contributions are added in the per-op
 order (ops last to first in the reverse sweep), so results are bitwise identical to `sweeps.py`.
-Arrays are validated in `tape.py` and the plan is checked when built (`runs.build`): no bounds
-checks here.
+Besides the forward and reverse sweeps: `gradient` (both in one call) and `hvp1` (the
+single-direction Hessian-vector product). Arrays are validated in `tape.py` and the plan is
+checked when built (`runs.build`): no bounds checks here.
 """
 from numba import njit, prange
 
@@ -408,3 +409,136 @@ def _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1):
         a = adj[n_in + i]
         for e in range(eptr[i], eptr[i + 1]):
             adj[arg[e]] += a * d1[e]
+
+
+# ------------------------------------------------------------------ Hessian-vector product
+@_jit
+def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, code, seg, kind, base,
+         stride, flags, const):
+    """`sweeps.hvp1` over a run plan: H_w @ v into bar[:n_in] (adj: the first-order adjoints
+    for w; dot, bar (n_slots,) work arrays), bitwise the same (each slot gets its
+    contributions in the per-op order)."""
+    for j in range(n_in):
+        dot[j] = v[j]
+    for r in range(kind.shape[0]):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        if kind[r] == ELEM:
+            _elem_tangent(eptr, d1, n_in, dot, i0, i1, base[r, 0], stride[r, 0], base[r, 1],
+                          stride[r, 1])
+        elif kind[r] == BLOCK:
+            _block_tangent(eptr, d1, n_in, dot, i0, i1, base[r, 0], stride[r, 0])
+        else:
+            sweeps.tangent1_ops(eptr, arg, d1, n_in, dot, i0, i1)
+    bar[:] = 0.0
+    for r in range(kind.shape[0] - 1, -1, -1):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        if kind[r] == BLOCK:  # LIN ops: no second-order terms
+            _block_reverse(eptr, d1, n_in, bar, i0, i1, base[r, 0], stride[r, 0])
+        elif kind[r] == ELEM and tptr[i1] == tptr[i0]:  # no terms: the first-order reverse
+            _elem_reverse(code[i0], eptr, d1, n_in, bar, i0, i1, base[r, 0], stride[r, 0],
+                          base[r, 1], stride[r, 1], flags[r], const[r, 1], const[r, 2])
+        elif kind[r] == ELEM:
+            _elem_hvp(eptr, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, arg, i0, i1, base[r, 0],
+                      stride[r, 0], base[r, 1], stride[r, 1])
+        else:
+            sweeps.hvp1_ops(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, i0, i1)
+
+
+@_jit
+def _elem_tangent(eptr, d1, n_in, dot, i0, i1, b0, s0, b1, s1):
+    """Tangents of an ELEM run: 0.0 + the sum of d1 * operand tangents, in edge order (the
+    per-op rounding, -0.0 included)."""
+    n = i1 - i0
+    e0 = eptr[i0]
+    E = eptr[i0 + 1] - e0
+    o = n_in + i0
+    y = dot[o:o + n]
+    if E == 1:
+        g = d1[e0:e0 + n]
+        if s0 == 1:
+            t = dot[b0:b0 + n]
+            for k in range(n):
+                y[k] = 0.0 + g[k] * t[k]
+        else:
+            z = dot[b0]
+            for k in range(n):
+                y[k] = 0.0 + g[k] * z
+    elif E == 2:
+        g = d1[e0:e0 + 2 * n]
+        if s0 == 1 and s1 == 1:
+            ta = dot[b0:b0 + n]
+            tb = dot[b1:b1 + n]
+            for k in range(n):
+                y[k] = (0.0 + g[2 * k] * ta[k]) + g[2 * k + 1] * tb[k]
+        else:
+            for k in range(n):
+                y[k] = (0.0 + g[2 * k] * dot[b0 + k * s0]) + g[2 * k + 1] * dot[b1 + k * s1]
+    else:  # constants
+        y[:] = 0.0
+
+
+@_jit
+def _block_tangent(eptr, d1, n_in, dot, i0, i1, b, s):
+    e0 = eptr[i0]
+    E = eptr[i0 + 1] - e0
+    o = n_in + i0
+    for k in range(i1 - i0):
+        dk = d1[e0 + k * E:e0 + (k + 1) * E]
+        xk = dot[b + k * s:b + k * s + E]
+        acc = 0.0
+        for j in range(E):
+            acc += dk[j] * xk[j]
+        dot[o + k] = acc
+
+
+@_jit
+def _elem_hvp(eptr, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, arg, i0, i1, b0, s0, b1, s1):
+    """`sweeps.hvp1_ops` over an ELEM run with second-order terms. With unit-stride operands
+    (and, for two, disjoint ones) each slot gets contributions from one op of the run only,
+    so op k's edges then terms, for all k at once, keep the per-op order; otherwise op by
+    op. The terms follow the code's pattern (`opcodes.TERM_PATTERN`, checked when the tape
+    was made), read off the run's first op."""
+    n = i1 - i0
+    e0 = eptr[i0]
+    E = eptr[i0 + 1] - e0
+    t0 = tptr[i0]
+    nt = tptr[i0 + 1] - t0
+    o = n_in + i0
+    bo = bar[o:o + n]
+    ao = adj[o:o + n]
+    if E == 1 and s0 == 1 and nt == 1:  # unary ops and x**c: the one term (0, 0)
+        xb = bar[b0:b0 + n]
+        xd = dot[b0:b0 + n]
+        g = d1[e0:e0 + n]
+        h = d2[t0:t0 + n]
+        for k in range(n):
+            xb[k] += g[k] * bo[k]
+            xb[k] += (ao[k] * h[k]) * xd[k]
+    elif (E == 2 and s0 == 1 and s1 == 1 and nt <= 3
+          and (b0 + n <= b1 or b1 + n <= b0)):
+        xa = bar[b0:b0 + n]
+        xb = bar[b1:b1 + n]
+        da = dot[b0:b0 + n]
+        db = dot[b1:b1 + n]
+        g = d1[e0:e0 + 2 * n]
+        h = d2[t0:t0 + n * nt]
+        for k in range(n):
+            b = bo[k]
+            xa[k] += g[2 * k] * b
+            xb[k] += g[2 * k + 1] * b
+            a = ao[k]
+            for j in range(nt):
+                c = a * h[k * nt + j]
+                p = ta[t0 + j] - e0
+                q = tb[t0 + j] - e0
+                if p != q:  # (0, 1): the patterns hold no (1, 0)
+                    xa[k] += c * db[k]
+                    xb[k] += c * da[k]
+                elif p == 0:
+                    xa[k] += c * da[k]
+                else:
+                    xb[k] += c * db[k]
+    else:
+        sweeps.hvp1_ops(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, i0, i1)

@@ -142,10 +142,15 @@ def reverse1_down_to(eptr, arg, d1, n_in, out, w, adj, i0):
 @_jit
 def tangent1(eptr, arg, d1, n_in, v, dot):
     """Tangents of all slots into dot (n_slots,) for one input direction v (n_in,)."""
-    n_ops = eptr.shape[0] - 1
     for j in range(n_in):  # not `dot[:n_in] = v`: compile time (see forward)
         dot[j] = v[j]
-    for i in range(n_ops):
+    tangent1_ops(eptr, arg, d1, n_in, dot, 0, eptr.shape[0] - 1)
+
+
+@_jit
+def tangent1_ops(eptr, arg, d1, n_in, dot, i0, i1):
+    """The tangents of ops i0..i1-1 (`tangent1`), their operands' tangents in dot."""
+    for i in range(i0, i1):
         acc = 0.0
         for e in range(eptr[i], eptr[i + 1]):
             acc += d1[e] * dot[arg[e]]
@@ -158,10 +163,16 @@ def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar):
 
     The single-direction case gets its own 1-D kernel: 2-D indexing with k = 1 costs about 2x.
     """
-    n_ops = eptr.shape[0] - 1
     tangent1(eptr, arg, d1, n_in, v, dot)
     bar[:] = 0.0
-    for i in range(n_ops - 1, -1, -1):
+    hvp1_ops(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, 0, eptr.shape[0] - 1)
+
+
+@_jit
+def hvp1_ops(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, i0, i1):
+    """`hvp1`'s reverse sweep over ops i1-1 down to i0: into bar, the first-order
+    contributions of each op (its edges in order), then its second-order terms."""
+    for i in range(i1 - 1, i0 - 1, -1):
         s = n_in + i
         b = bar[s]
         for e in range(eptr[i], eptr[i + 1]):

@@ -58,6 +58,21 @@ def assert_same_sweeps(tape, plan, x, w=None):
     ref, got = sweep_both(tape, plan, x, w)
     for name, a, b in zip(("values", "d1", "d2", "adjoints"), ref, got):
         np.testing.assert_array_equal(b, a, err_msg=f"run sweep {name} differ from per-op")
+    # the Hessian-vector product over the runs: bitwise the per-op one
+    _, d1, d2, adj = ref
+    v = np.cos(np.arange(tape.n_inputs) * 1.3 + 0.4)
+    hv = []
+    for use_plan in (False, True):
+        dot, bar = np.full(tape.n_slots, np.nan), np.full(tape.n_slots, np.nan)
+        args = (tape._ueptr, tape._uarg, d1, tape._utptr, tape._uta, tape._utb, d2,
+                tape.n_inputs, adj, v, dot, bar)
+        if use_plan:
+            run_sweeps.hvp1(*args, tape.code, *plan.arrays)
+        else:
+            sweeps.hvp1(*args)
+        hv.append((dot, bar))
+    for name, a, b in zip(("tangents", "second-order adjoints"), *hv):
+        np.testing.assert_array_equal(b, a, err_msg=f"run HVP sweep {name} differ from per-op")
     # every run split into chunks, as threads sweep them on large tapes: the same, bitwise
     for n_parts in (2, 3):
         chunked = [np.full(a.shape[0], np.nan) for a in ref[:3]]
@@ -369,3 +384,10 @@ def test_random_programs_match_per_op_sweeps(case):
     w = np.cos(np.arange(tape.n_outputs) * 0.9 + 0.2)
     with np.errstate(all="ignore"):
         assert_same_sweeps(tape, plan, z + 0.05 * np.sin(np.arange(n + 1.0)), w)
+
+
+def test_term_patterns_have_no_reversed_pairs():
+    # run_sweeps._elem_hvp reads a two-operand term (p, q) with p != q as (0, 1)
+    for pattern in oc.TERM_PATTERN:
+        for p, q in pattern or ():
+            assert p <= q
