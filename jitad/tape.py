@@ -216,9 +216,15 @@ class Tape:
             val, d1, d2, adj = self._arrays()
             plan = self._sweep_plan()
             if plan is not None:  # guarded, or large enough for the threads' forward sweep
-                self._forward(x, True, val, d1, d2)
+                skip = runs.SKIP_NONE  # guards compare values, maybe the value-free ones
+                if not (value or self._guarded or ws.lin_owner != uid):
+                    skip = plan.value_free(self.code, self.eptr, self.arg, self.n_inputs)
+                ws.point_key = None
+                self._forward(x, True, val, d1, d2, skip=skip)
                 plan.kernels.reverse1(self._ueptr, self._uarg, d1, self.n_inputs, self._uout, _ONE,
                                       adj, self.code, *plan.arrays)
+                if skip.shape[0]:
+                    return None, adj[: self.n_inputs].copy()
                 y = val[self.out[0]]
             elif self._guarded:
                 ws.lin_owner = uid  # these write every partial of this tape into d1

@@ -293,13 +293,16 @@ def test_tapes_sharing_the_point_arrays_keep_their_own_linear_partials():
         np.testing.assert_allclose(tg.gradient(xg), 18.0 * xg, rtol=1e-14)
 
 
-def test_gradient_skips_the_runs_only_the_value_needs():
+@pytest.mark.parametrize("n", [1500, 8000])
+def test_gradient_skips_the_runs_only_the_value_needs(n):
     # Rosenbrock's final sum, the sum of squares feeding it and the scaling by 100 are
     # value-free (only LIN ops read them): once the plan is
     # built and d1 holds its LIN partials, tape.gradient skips them (and leaves no cached
-    # point: val misses their values), with bitwise value_and_gradient's gradient
-    p = problems.rosenbrock_problem(1500)
+    # point: val misses their values), with bitwise value_and_gradient's gradient; at
+    # n = 8000 the tape has runs.PARALLEL_OPS ops and more (the threads' forward sweep)
+    p = problems.rosenbrock_problem(n)
     tape = jitad.record(p.func, *p.args)
+    assert (len(tape) >= runs.PARALLEL_OPS) == (n == 8000)
     x0, x1, x2 = p.points(3)
     tape.gradient(x0)
     tape.gradient(x1)
