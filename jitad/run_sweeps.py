@@ -232,15 +232,30 @@ def forward_some(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_read
     sweeps, `runs.Plan.value_free` with lin_ready (the skipped runs' partials are in d1).
     Their values are then missing from val."""
     lin_d1 = partials and not lin_ready
-    val[:n_in] = x
+    xv = val[:n_in]  # a loop over slices: `val[:n_in] = x` took 0.38 us for 10^3 inputs
+    for j in range(n_in):
+        xv[j] = x[j]
     some = skip.shape[0] > 0
     for r in range(kind.shape[0]):
         if kind[r] == OPS:
             _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, seg[r],
                          seg[r + 1])
-        elif not (some and skip[r]):  # the whole run as its only chunk
-            _run_chunk(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg,
-                       kind, base, stride, flags, const, r, 0, 1)
+        elif not (some and skip[r]):
+            _run(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg[r],
+                 seg[r + 1], kind[r], base[r, 0], stride[r, 0], base[r, 1], stride[r, 1],
+                 flags[r], const[r, 0], const[r, 1], const[r, 2])
+
+
+@_jit
+def _run(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, i0, i1, kind, b0,
+         s0, b1, s1, fl, p, c0, c1):
+    """Ops i0..i1-1 of an ELEM or BLOCK run (the whole run, or a chunk of it: a run's ops
+    are independent of each other), operand positions at b0 + k*s0 and b1 + k*s1."""
+    if kind == ELEM:
+        _elem_forward(code[i0], param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2,
+                      i0, i1, b0, s0, b1, s1, fl, p, c0, c1)
+    else:
+        _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, i0, i1, b0, s0)
 
 
 @_jit
@@ -255,14 +270,9 @@ def _run_chunk(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d
     if b == a:
         return
     off = a - i0  # the chunk's operands start off steps further along the run's
-    if kind[r] == ELEM:
-        _elem_forward(code[i0], param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2,
-                      a, b, base[r, 0] + off * stride[r, 0], stride[r, 0],
-                      base[r, 1] + off * stride[r, 1], stride[r, 1], flags[r], const[r, 0],
-                      const[r, 1], const[r, 2])
-    else:
-        _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, a, b,
-                       base[r, 0] + off * stride[r, 0], stride[r, 0])
+    _run(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, a, b, kind[r],
+         base[r, 0] + off * stride[r, 0], stride[r, 0], base[r, 1] + off * stride[r, 1],
+         stride[r, 1], flags[r], const[r, 0], const[r, 1], const[r, 2])
 
 
 @njit(cache=True, error_model="numpy", nogil=True, parallel=True)
@@ -271,7 +281,9 @@ def forward_parallel(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_
     """`forward_some` with every run of at least min_ops ops split into n_parts chunks swept
     by threads (the same values and partials, bitwise: each op is computed the same way)."""
     lin_d1 = partials and not lin_ready
-    val[:n_in] = x
+    xv = val[:n_in]  # a loop over slices: `val[:n_in] = x` took 0.38 us for 10^3 inputs
+    for j in range(n_in):
+        xv[j] = x[j]
     some = skip.shape[0] > 0
     for r in range(kind.shape[0]):
         i0 = seg[r]
