@@ -303,13 +303,16 @@ def forward_parallel(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_
 
 @_jit
 def gradient(code, param, eptr, arg, coef, tptr, n_in, x, lin_ready, val, d1, d2, adj, out, w,
-             seg, kind, base, stride, flags, const, skip):
+             seg, kind, base, stride, flags, const, skip, g):
     """`forward_some` with partials, then `reverse1`: adjoints for output weights w (m,) into
-    adj (n_slots,) in one call (two calls cost a microsecond more in argument unboxing, a
-    tenth of a 10^3-input Rosenbrock gradient)."""
+    adj (n_slots,), and the inputs' into g (n_in,), in one call (two calls cost a microsecond
+    more in argument unboxing, a tenth of a 10^3-input Rosenbrock gradient)."""
     forward_some(code, param, eptr, arg, coef, tptr, n_in, x, True, lin_ready, val, d1, d2,
                  seg, kind, base, stride, flags, const, skip)
     reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags, const)
+    a = adj[:n_in]  # here, not adj[:n_in].copy() in Python: 0.15 against 0.7 us at 10^3
+    for j in range(n_in):
+        g[j] = a[j]
 
 
 @_jit

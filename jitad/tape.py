@@ -206,12 +206,13 @@ class Tape:
             ws.point_key = None
             if value or not lin_ready:
                 skip = runs.SKIP_NONE
-            self._plan.kernels.gradient(*head, x, lin_ready, *tail, skip)
+            g = np.empty(self.n_inputs)
+            self._plan.kernels.gradient(*head, x, lin_ready, *tail, skip, g)
             ws.lin_owner = uid
-            adj = tail[3]
             if skip.shape[0]:  # val misses the skipped runs' values: not a cached point
-                return None, adj[: self.n_inputs].copy()
-            y = tail[0][self.out[0]]
+                return None, g
+            ws.point_key = (uid, x.tobytes() if xb is None else xb)
+            return tail[0][self.out[0]], g
         else:
             val, d1, d2, adj = self._arrays()
             plan = self._sweep_plan()
