@@ -462,6 +462,22 @@ def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, code, seg, kin
 
 
 @_jit
+def hvp_at(code, param, eptr, arg, coef, tptr, n_in, x, sweep, lin_ready, val, d1, d2, adj, out,
+           w, seg, kind, base, stride, flags, const, ta, tb, v, dot, bar, hv):
+    """H_w @ v into hv (n_in,) in one call: with `sweep`, the forward sweep at x first (else
+    val, d1, d2 hold x's values and partials); then the adjoints for w into adj, and `hvp1`."""
+    if sweep:
+        forward_some(code, param, eptr, arg, coef, tptr, n_in, x, True, lin_ready, val, d1, d2,
+                     seg, kind, base, stride, flags, const, SKIP_NONE)
+    reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags, const)
+    hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, code, seg, kind, base, stride,
+         flags, const)
+    b = bar[:n_in]
+    for j in range(n_in):
+        hv[j] = b[j]
+
+
+@_jit
 def _elem_tangent(eptr, d1, n_in, dot, i0, i1, b0, s0, b1, s1):
     """Tangents of an ELEM run: 0.0 + the sum of d1 * operand tangents, in edge order (the
     per-op rounding, -0.0 included)."""

@@ -394,3 +394,47 @@ def test_term_patterns_have_no_reversed_pairs():
     for pattern in oc.TERM_PATTERN:
         for p, q in pattern or ():
             assert p <= q
+
+
+def per_op_hvp(tape, x, v, w):
+    """H_w @ v by the per-op sweeps into fresh arrays (the reference of the run kernels)."""
+    val, adj, dot, bar = (np.full(tape.n_slots, np.nan) for _ in range(4))
+    d1, d2 = np.full(tape.arg.shape[0], np.nan), np.full(tape.ta.shape[0], np.nan)
+    sweeps.forward(tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
+                   tape.n_inputs, x, True, val, d1, d2)
+    sweeps.reverse1(tape._ueptr, tape._uarg, d1, tape.n_inputs, tape._uout, w, adj)
+    sweeps.hvp1(tape._ueptr, tape._uarg, d1, tape._utptr, tape._uta, tape._utb, d2,
+                tape.n_inputs, adj, v, dot, bar)
+    return bar[:tape.n_inputs].copy()
+
+
+def test_one_call_hvp_at_new_and_cached_points_matches_the_per_op_sweeps():
+    # tape.hvp of a tape with a run plan: forward (unless the point is cached), reverse and
+    # HVP in one call (run_sweeps.hvp_at), bitwise the per-op sweeps; a bigger tape in between
+    # grows the work buffers (the cached argument tuples must follow), and a two-output tape
+    # takes its weights
+    p, big = problems.rosenbrock_problem(1500), problems.rosenbrock_problem(6000)
+    tape, tb = jitad.record(p.func, *p.args), jitad.record(big.func, *big.args)
+
+    def two(x):
+        return np.sum(x[1:] * x[:-1]) ** 2, np.sum(np.sin(x) * x)
+
+    t2 = jitad.record(two, p.x0)
+    x0, x1 = p.points(2)
+    for t, pts in ((tape, (x0, x1)), (tb, big.points(2)), (t2, (x0, x1))):
+        for x in pts:
+            t.gradient(x) if t.n_outputs == 1 else t.forward(x)
+            t.forward(x)
+        assert t._gradient_args()
+    v = np.cos(np.arange(1500) * 0.7)
+    vb = np.cos(np.arange(6000) * 0.3)
+    one, w2 = np.ones(1), np.array([0.5, -2.0])
+    steps = [(tape, x0, v, one), (tape, x0, v, one), ("vg", x1, None, None),
+             (tape, x1, v, one), (tb, big.x0, vb, one), (tape, x0, v, one),
+             (t2, x1, v, w2), (t2, x1, -v, w2), (tape, x1, v, one)]
+    for t, x, d, w in steps:
+        if t == "vg":
+            tape.value_and_gradient(x)  # leaves x cached: the next HVP skips the forward sweep
+            continue
+        got = t.hvp(x, d, w if t is t2 else None)
+        np.testing.assert_array_equal(got, per_op_hvp(t, x, d, w))
