@@ -12,9 +12,12 @@ import hashlib
 import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+# every module with cached kernels, and those they import kernels or constants from
+# (tests/test_kernel_cache.py checks the first part)
 KERNEL_SOURCES = ("opcodes.py", "rules.py", "sweeps.py", "guard_sweeps.py",
                   "interaction_sweeps.py", "tape_check.py", "nested_kernels.py", "sparsity.py",
-                  "coloring.py", "direct.py", "optkernels.py", "runs.py", "run_sweeps.py")
+                  "coloring.py", "direct.py", "optkernels.py", "runs.py", "run_sweeps.py",
+                  "direct_dense.py", "dense_out.py", "recorder.py")
 _STAMP = "jitad-kernels.stamp"
 
 

@@ -196,18 +196,45 @@ def _elem_forward(c, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d
 
 
 @_jit
+def _block_lanes(c, x):
+    """sum(c * x) in the 4 lanes of `sweeps.lin_lanes`, in its order."""
+    E = c.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    q = E // 4
+    for j in range(q):
+        s0 += c[4 * j] * x[4 * j]
+        s1 += c[4 * j + 1] * x[4 * j + 1]
+        s2 += c[4 * j + 2] * x[4 * j + 2]
+        s3 += c[4 * j + 3] * x[4 * j + 3]
+    e = 4 * q
+    if e < E:
+        s0 += c[e] * x[e]
+    if e + 1 < E:
+        s1 += c[e + 1] * x[e + 1]
+    if e + 2 < E:
+        s2 += c[e + 2] * x[e + 2]
+    return (s0 + s1) + (s2 + s3)
+
+
+@_jit
 def _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, i0, i1, b, s):
     """A BLOCK run: LIN op i0+k sums coef * x over slots b + k*s + j, j < E (sum, mat-vec)."""
     e0 = eptr[i0]
     E = eptr[i0 + 1] - e0
     o = n_in + i0
     for k in range(i1 - i0):
-        v = param[i0 + k]
         ck = coef[e0 + k * E:e0 + (k + 1) * E]
         xk = val[b + k * s:b + k * s + E]
-        for j in range(E):
-            v += ck[j] * xk[j]
-        val[o + k] = v
+        if E >= sweeps.LANES_FROM:
+            val[o + k] = param[i0 + k] + _block_lanes(ck, xk)
+        else:
+            v = param[i0 + k]
+            for j in range(E):
+                v += ck[j] * xk[j]
+            val[o + k] = v
     if lin_d1:
         d1[e0:e0 + (i1 - i0) * E] = coef[e0:e0 + (i1 - i0) * E]
 
