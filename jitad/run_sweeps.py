@@ -444,6 +444,58 @@ def reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, fl
             _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1)
 
 
+@njit(cache=True, error_model="numpy", nogil=True, parallel=True)
+def reverse1_parallel(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags,
+                      const, n_parts, min_ops):
+    """`reverse1` with the zeroing, and every run of at least min_ops ops whose ops write
+    distinct slots, split into n_parts chunks swept by threads: ELEM runs of unit-stride
+    (and, for two, disjoint) operands, and single sums (one BLOCK op). Each slot gets the
+    same contributions in the same order, so the adjoints are bitwise `reverse1`'s."""
+    m = adj.shape[0]
+    for part in prange(n_parts):
+        a = adj[m * part // n_parts:m * (part + 1) // n_parts]
+        for j in range(a.shape[0]):
+            a[j] = 0.0
+    for k in range(out.shape[0]):
+        adj[out[k]] += w[k]
+    for r in range(kind.shape[0] - 1, -1, -1):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        n = i1 - i0
+        kr = kind[r]
+        b0 = base[r, 0]
+        s0 = stride[r, 0]
+        b1 = base[r, 1]
+        s1 = stride[r, 1]
+        E = eptr[i0 + 1] - eptr[i0]
+        if (kr == ELEM and n >= min_ops and s0 == 1 and (E == 1 or E == 2 and s1 == 1 and (
+                b0 + n <= b1 or b1 + n <= b0))):
+            for part in prange(n_parts):
+                a = i0 + n * part // n_parts
+                b = i0 + n * (part + 1) // n_parts
+                if b > a:
+                    _elem_reverse(code[i0], eptr, d1, n_in, adj, a, b, b0 + (a - i0),
+                                  s0, b1 + (a - i0) * s1, s1, flags[r], const[r, 1],
+                                  const[r, 2])
+        elif kr == BLOCK and n == 1 and E >= min_ops:  # a sum: its operands are E slots
+            g = adj[n_in + i0]
+            e0 = eptr[i0]
+            for part in prange(n_parts):
+                lo = E * part // n_parts
+                hi = E * (part + 1) // n_parts
+                xa = adj[b0 + lo:b0 + hi]
+                dk = d1[e0 + lo:e0 + hi]
+                for j in range(hi - lo):
+                    xa[j] += g * dk[j]
+        elif kr == ELEM:
+            _elem_reverse(code[i0], eptr, d1, n_in, adj, i0, i1, b0, s0, b1, s1, flags[r],
+                          const[r, 1], const[r, 2])
+        elif kr == BLOCK:
+            _block_reverse(eptr, d1, n_in, adj, i0, i1, b0, s0)
+        else:
+            _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1)
+
+
 @_jit
 def _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1):
     """Ops i1-1 down to i0 one at a time: the loop of `sweeps.reverse1`."""

@@ -222,8 +222,7 @@ class Tape:
                     skip = plan.value_free(self.code, self.eptr, self.arg, self.n_inputs)
                 ws.point_key = None
                 self._forward(x, True, val, d1, d2, skip=skip)
-                plan.kernels.reverse1(self._ueptr, self._uarg, d1, self.n_inputs, self._uout, _ONE,
-                                      adj, self.code, *plan.arrays)
+                self._reverse1(d1, _ONE, adj)
                 if skip.shape[0]:
                     return None, adj[: self.n_inputs].copy()
                 y = val[self.out[0]]
@@ -640,6 +639,11 @@ class Tape:
         plan = self._plan
         if plan is False or plan is None:
             sweeps.reverse1(self._ueptr, self._uarg, d1, self.n_inputs, self._uout, w, adj)
+            return
+        args = (self._ueptr, self._uarg, d1, self.n_inputs, self._uout, w, adj, self.code)
+        threads = numba.get_num_threads() if self.code.shape[0] >= runs.PARALLEL_OPS else 1
+        if threads > 1:  # as the forward sweep: long runs split over the threads
+            parallel(plan.kernels.reverse1_parallel, *args, *plan.arrays, threads,
+                     runs.PARALLEL_MIN_RUN)
         else:
-            plan.kernels.reverse1(self._ueptr, self._uarg, d1, self.n_inputs, self._uout, w, adj,
-                                  self.code, *plan.arrays)
+            plan.kernels.reverse1(*args, *plan.arrays)
