@@ -130,17 +130,21 @@ def _square_run(val, y, n, b0, partials, d1, d2, e0, t0):
 
 
 @_jit
+def _geometry(eptr, tptr, n_in, i0, i1):
+    """(ops, first edge, edges per op, first term, terms per op, first output slot) of the
+    run of ops i0..i1-1."""
+    e0 = eptr[i0]
+    t0 = tptr[i0]
+    return i1 - i0, e0, eptr[i0 + 1] - e0, t0, tptr[i0 + 1] - t0, n_in + i0
+
+
+@_jit
 def _elem_forward(c, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, i0, i1, b0,
                   s0, b1, s1, fl, p, c0, c1):
     """An ELEM run: ops i0..i1-1 of code c, operand p of op i0+k at slot b_p + k*s_p; fl are
     its SAME_* flags with the shared param p and coefficients c0, c1. lin_d1: write the
     partials of LIN ops too (they are their coefficients)."""
-    n = i1 - i0
-    e0 = eptr[i0]
-    E = eptr[i0 + 1] - e0
-    t0 = tptr[i0]
-    nt = tptr[i0 + 1] - t0
-    o = n_in + i0
+    n, e0, E, t0, nt, o = _geometry(eptr, tptr, n_in, i0, i1)
     y = val[o:o + n]
     if c == oc.LIN:
         if (fl & SAME_PARAM) != 0 and (fl & SAME_COEF) != 0:
@@ -610,12 +614,7 @@ def _elem_hvp(eptr, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, arg, i0, i1, b0, 
     so op k's edges then terms, for all k at once, keep the per-op order; otherwise op by
     op. The terms follow the code's pattern (`opcodes.TERM_PATTERN`, checked when the tape
     was made), read off the run's first op."""
-    n = i1 - i0
-    e0 = eptr[i0]
-    E = eptr[i0 + 1] - e0
-    t0 = tptr[i0]
-    nt = tptr[i0 + 1] - t0
-    o = n_in + i0
+    n, e0, E, t0, nt, o = _geometry(eptr, tptr, n_in, i0, i1)
     bo = bar[o:o + n]
     ao = adj[o:o + n]
     if E == 1 and s0 == 1 and nt == 1:  # unary ops and x**c: the one term (0, 0)

@@ -93,13 +93,15 @@ def forward_ops(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2,
         if c == oc.LIN:
             if e1 - e0 >= LANES_FROM:
                 v = param[i] + lin_lanes(coef, val, arg, e0, e1)
-            else:
+                if partials:
+                    for e in range(e0, e1):
+                        d1[e] = coef[e]
+            else:  # one loop: the short sums of scalar code are most of its ops
                 v = param[i]
                 for e in range(e0, e1):
                     v += coef[e] * val[arg[e]]
-            if partials:
-                for e in range(e0, e1):
-                    d1[e] = coef[e]
+                    if partials:
+                        d1[e] = coef[e]
         elif c >= oc.BINARY_BASE:
             mode = (c - oc.BINARY_BASE) % 3
             if mode == oc.VV:

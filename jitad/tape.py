@@ -197,9 +197,9 @@ class Tape:
                 val, d1, _, adj = self._arrays()
                 self._reverse1(d1, _ONE, adj)
                 return val[self.out[0]], adj[: self.n_inputs].copy()
-        fused = ws.views.get((uid, "gradient"))
-        if fused is None:
-            fused = self._gradient_args()
+        fused = False  # tapes without a run plan (small ones, scalar code) skip the lookup
+        if self._plan:
+            fused = ws.views.get((uid, "gradient")) or self._gradient_args()
         if fused:  # the run plan's sweeps in one compiled call
             head, tail, skip = fused
             lin_ready = ws.lin_owner == uid
