@@ -601,10 +601,13 @@ def _block_tangent(eptr, d1, n_in, dot, i0, i1, b, s):
     for k in range(i1 - i0):
         dk = d1[e0 + k * E:e0 + (k + 1) * E]
         xk = dot[b + k * s:b + k * s + E]
-        acc = 0.0
-        for j in range(E):
-            acc += dk[j] * xk[j]
-        dot[o + k] = acc
+        if E >= sweeps.LANES_FROM:  # as `sweeps.tangent1_ops`
+            dot[o + k] = _block_lanes(dk, xk)
+        else:
+            acc = 0.0
+            for j in range(E):
+                acc += dk[j] * xk[j]
+            dot[o + k] = acc
 
 
 @_jit

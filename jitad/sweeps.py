@@ -185,12 +185,19 @@ def tangent1(eptr, arg, d1, n_in, v, dot):
 
 @_jit
 def tangent1_ops(eptr, arg, d1, n_in, dot, i0, i1):
-    """The tangents of ops i0..i1-1 (`tangent1`), their operands' tangents in dot."""
+    """The tangents of ops i0..i1-1 (`tangent1`), their operands' tangents in dot; ops of
+    LANES_FROM edges or more sum in `lin_lanes`' 4 lanes (a mat-vec row's tangent is as
+    long a sum as its value)."""
     for i in range(i0, i1):
-        acc = 0.0
-        for e in range(eptr[i], eptr[i + 1]):
-            acc += d1[e] * dot[arg[e]]
-        dot[n_in + i] = acc
+        e0 = eptr[i]
+        e1 = eptr[i + 1]
+        if e1 - e0 >= LANES_FROM:
+            dot[n_in + i] = lin_lanes(d1, dot, arg, e0, e1)
+        else:
+            acc = 0.0
+            for e in range(e0, e1):
+                acc += d1[e] * dot[arg[e]]
+            dot[n_in + i] = acc
 
 
 @_jit
