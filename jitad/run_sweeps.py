@@ -224,21 +224,26 @@ def _block_lanes(c, x):
 
 
 @_jit
+def _block_row(p, c, x):
+    """p + sum(c * x), in the order of the per-op sweeps: 4 lanes from sweeps.LANES_FROM
+    terms on, else one running sum from p."""
+    if c.shape[0] >= sweeps.LANES_FROM:
+        return p + _block_lanes(c, x)
+    v = p
+    for j in range(c.shape[0]):
+        v += c[j] * x[j]
+    return v
+
+
+@_jit
 def _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, i0, i1, b, s):
     """A BLOCK run: LIN op i0+k sums coef * x over slots b + k*s + j, j < E (sum, mat-vec)."""
     e0 = eptr[i0]
     E = eptr[i0 + 1] - e0
     o = n_in + i0
     for k in range(i1 - i0):
-        ck = coef[e0 + k * E:e0 + (k + 1) * E]
-        xk = val[b + k * s:b + k * s + E]
-        if E >= sweeps.LANES_FROM:
-            val[o + k] = param[i0 + k] + _block_lanes(ck, xk)
-        else:
-            v = param[i0 + k]
-            for j in range(E):
-                v += ck[j] * xk[j]
-            val[o + k] = v
+        val[o + k] = _block_row(param[i0 + k], coef[e0 + k * E:e0 + (k + 1) * E],
+                                val[b + k * s:b + k * s + E])
     if lin_d1:
         d1[e0:e0 + (i1 - i0) * E] = coef[e0:e0 + (i1 - i0) * E]
 
@@ -263,9 +268,7 @@ def forward_some(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_read
     sweeps, `runs.Plan.value_free` with lin_ready (the skipped runs' partials are in d1).
     Their values are then missing from val."""
     lin_d1 = partials and not lin_ready
-    xv = val[:n_in]  # a loop over slices: `val[:n_in] = x` took 0.38 us for 10^3 inputs
-    for j in range(n_in):
-        xv[j] = x[j]
+    sweeps.copy_into(val, x)
     some = skip.shape[0] > 0
     for r in range(kind.shape[0]):
         if kind[r] == OPS:
@@ -312,9 +315,7 @@ def forward_parallel(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_
     """`forward_some` with every run of at least min_ops ops split into n_parts chunks swept
     by threads (the same values and partials, bitwise: each op is computed the same way)."""
     lin_d1 = partials and not lin_ready
-    xv = val[:n_in]  # a loop over slices: `val[:n_in] = x` took 0.38 us for 10^3 inputs
-    for j in range(n_in):
-        xv[j] = x[j]
+    sweeps.copy_into(val, x)
     some = skip.shape[0] > 0
     for r in range(kind.shape[0]):
         i0 = seg[r]
@@ -341,9 +342,7 @@ def gradient(code, param, eptr, arg, coef, tptr, n_in, x, lin_ready, val, d1, d2
     forward_some(code, param, eptr, arg, coef, tptr, n_in, x, True, lin_ready, val, d1, d2,
                  seg, kind, base, stride, flags, const, skip)
     reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags, const)
-    a = adj[:n_in]  # here, not adj[:n_in].copy() in Python: 0.15 against 0.7 us at 10^3
-    for j in range(n_in):
-        g[j] = a[j]
+    sweeps.copy_into(g, adj[:n_in])  # here, not adj[:n_in].copy() in Python: 0.15 against 0.7 us
 
 
 @_jit
@@ -516,8 +515,7 @@ def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, code, seg, kin
     """`sweeps.hvp1` over a run plan: H_w @ v into bar[:n_in] (adj: the first-order adjoints
     for w; dot, bar (n_slots,) work arrays), bitwise the same (each slot gets its
     contributions in the per-op order)."""
-    for j in range(n_in):
-        dot[j] = v[j]
+    sweeps.copy_into(dot, v)
     for r in range(kind.shape[0]):
         i0 = seg[r]
         i1 = seg[r + 1]
@@ -555,9 +553,7 @@ def hvp_at(code, param, eptr, arg, coef, tptr, n_in, x, sweep, lin_ready, val, d
     reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags, const)
     hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, code, seg, kind, base, stride,
          flags, const)
-    b = bar[:n_in]
-    for j in range(n_in):
-        hv[j] = b[j]
+    sweeps.copy_into(hv, bar[:n_in])
 
 
 @_jit
@@ -598,16 +594,9 @@ def _block_tangent(eptr, d1, n_in, dot, i0, i1, b, s):
     e0 = eptr[i0]
     E = eptr[i0 + 1] - e0
     o = n_in + i0
-    for k in range(i1 - i0):
-        dk = d1[e0 + k * E:e0 + (k + 1) * E]
-        xk = dot[b + k * s:b + k * s + E]
-        if E >= sweeps.LANES_FROM:  # as `sweeps.tangent1_ops`
-            dot[o + k] = _block_lanes(dk, xk)
-        else:
-            acc = 0.0
-            for j in range(E):
-                acc += dk[j] * xk[j]
-            dot[o + k] = acc
+    for k in range(i1 - i0):  # as `sweeps.tangent1_ops` (0.0 + a lane sum is the lane sum)
+        dot[o + k] = _block_row(0.0, d1[e0 + k * E:e0 + (k + 1) * E],
+                                dot[b + k * s:b + k * s + E])
 
 
 @_jit

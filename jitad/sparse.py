@@ -379,8 +379,9 @@ def auto_hessian(tape, x, w):
 
 
 def _fusable(tape):
-    """The tape's run plan when `direct_dense`'s one-call kernels can sweep it (built by an
-    earlier sweep, swept in one thread, no guards to check), else None."""
+    """The tape's run plan when one-call kernels (`direct_dense`, `run_sweeps.gradient` and
+    `hvp_at`) can sweep it (built by an earlier sweep, swept in one thread, no guards to
+    check), else None."""
     run_plan = tape._plan  # False until a sweep built it (a tape's first sweep runs op by op)
     if run_plan and not tape._guarded and tape.code.shape[0] < runs.PARALLEL_OPS:
         return run_plan

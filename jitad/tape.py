@@ -246,8 +246,8 @@ class Tape:
         skip mask, the value-free runs' skip mask), kept per thread; False (not kept) when the
         tape has no run plan yet or sweeps otherwise (guards to check, or ops enough for the
         threads' forward sweep)."""
-        plan = self._plan
-        if not plan or self._guarded or self.code.shape[0] >= runs.PARALLEL_OPS:
+        plan = sparse._fusable(self)  # the same condition as the one-call sparse kernels
+        if plan is None:
             return False
 
         def make():
@@ -352,7 +352,7 @@ class Tape:
         """H_w @ v, H_w the Hessian of sum_k w[k]*y[k]: v (n,) -> (n,), v (n, k) -> (n, k)."""
         x = self._x(x)
         V, single = self._directions(v, self.n_inputs, "v", "col")
-        if single and self._gradient_args():  # a run plan, swept in one call
+        if single and sparse._fusable(self):  # the sweeps in one call
             return self._hvp_runs(x, self._weights(w), V[:, 0])
         if single:
             _, d1, d2, adj = self._adjoints(x, self._weights(w))
@@ -623,7 +623,7 @@ class Tape:
         lin_ready = point and ws.lin_owner == self._uid
         args = (self.code, self.param, self._ueptr, self._uarg, self.coef, self._utptr,
                 self.n_inputs, x, partials, lin_ready, val, d1, d2) + plan.arrays + (skip,)
-        threads = numba.get_num_threads() if self.code.shape[0] >= runs.PARALLEL_OPS else 1
+        threads = self._sweep_threads()
         if threads > 1:
             parallel(plan.kernels.forward_parallel, *args, threads, runs.PARALLEL_MIN_RUN)
         else:
@@ -633,6 +633,11 @@ class Tape:
         if self._guarded:
             self._check(guard_sweeps.check(val, *self._guard_pack), point)
 
+    def _sweep_threads(self):
+        """Threads for the run plan's forward and reverse sweeps: all from runs.PARALLEL_OPS
+        ops on, else the calling thread alone."""
+        return numba.get_num_threads() if self.code.shape[0] >= runs.PARALLEL_OPS else 1
+
     def _reverse1(self, d1, w, adj):
         """Adjoints into adj (n_slots,) for output weights w (m,) (`sweeps.reverse1`), over
         the run plan once the forward sweeps have built it (bitwise the same adjoints)."""
@@ -641,7 +646,7 @@ class Tape:
             sweeps.reverse1(self._ueptr, self._uarg, d1, self.n_inputs, self._uout, w, adj)
             return
         args = (self._ueptr, self._uarg, d1, self.n_inputs, self._uout, w, adj, self.code)
-        threads = numba.get_num_threads() if self.code.shape[0] >= runs.PARALLEL_OPS else 1
+        threads = self._sweep_threads()
         if threads > 1:  # as the forward sweep: long runs split over the threads
             parallel(plan.kernels.reverse1_parallel, *args, *plan.arrays, threads,
                      runs.PARALLEL_MIN_RUN)
