@@ -17,7 +17,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_SOURCES = ("opcodes.py", "rules.py", "sweeps.py", "guard_sweeps.py",
                   "interaction_sweeps.py", "tape_check.py", "nested_kernels.py", "sparsity.py",
                   "coloring.py", "direct.py", "optkernels.py", "runs.py", "run_sweeps.py",
-                  "direct_dense.py", "dense_out.py", "recorder.py")
+                  "direct_dense.py", "dense_out.py", "recorder.py", "packs.py")
 _STAMP = "jitad-kernels.stamp"
 
 

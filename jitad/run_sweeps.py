@@ -14,7 +14,7 @@ checked when built (`runs.build`): no bounds checks here.
 from numba import njit, prange
 
 from . import opcodes as oc
-from . import sweeps
+from . import packs, sweeps
 from .rules import binary_rule, multiply_partials, square_partials, unary_rule
 from .runs import BLOCK, ELEM, OPS, SAME_COEF, SAME_PARAM, SKIP_NONE
 
@@ -334,14 +334,17 @@ def forward_parallel(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_
 
 
 @_jit
-def gradient(code, param, eptr, arg, coef, tptr, n_in, x, lin_ready, val, d1, d2, adj, out, w,
-             seg, kind, base, stride, flags, const, skip, g):
-    """`forward_some` with partials, then `reverse1`: adjoints for output weights w (m,) into
-    adj (n_slots,), and the inputs' into g (n_in,), in one call (two calls cost a microsecond
-    more in argument unboxing, a tenth of a 10^3-input Rosenbrock gradient)."""
+def gradient(B, U, I, C, x, lin_ready, skip_free, val, d1, d2, adj, g):
+    """`forward_some` with partials, then `reverse1`, for a tape's pack (`packs.Pack`): the
+    gradient of its single output into g (n_in,) and the adjoints into adj (n_slots,), in one
+    call (two calls cost a microsecond more in argument unboxing, a tenth of a 10^3-input
+    Rosenbrock gradient). skip_free: skip the value-free runs (needs lin_ready)."""
+    (n_in, code, param, eptr, arg, coef, tptr, _, _, out, seg, kind, base, stride, flags,
+     const, free, one) = packs.unpack(B, U, I, C)
+    skip = free if skip_free else free[:0]
     forward_some(code, param, eptr, arg, coef, tptr, n_in, x, True, lin_ready, val, d1, d2,
                  seg, kind, base, stride, flags, const, skip)
-    reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags, const)
+    reverse1(eptr, arg, d1, n_in, out, one, adj, code, seg, kind, base, stride, flags, const)
     sweeps.copy_into(g, adj[:n_in])  # here, not adj[:n_in].copy() in Python: 0.15 against 0.7 us
 
 
@@ -543,10 +546,12 @@ def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, code, seg, kin
 
 
 @_jit
-def hvp_at(code, param, eptr, arg, coef, tptr, n_in, x, sweep, lin_ready, val, d1, d2, adj, out,
-           w, seg, kind, base, stride, flags, const, ta, tb, v, dot, bar, hv):
-    """H_w @ v into hv (n_in,) in one call: with `sweep`, the forward sweep at x first (else
-    val, d1, d2 hold x's values and partials); then the adjoints for w into adj, and `hvp1`."""
+def hvp_at(B, U, I, C, x, sweep, lin_ready, val, d1, d2, adj, w, v, dot, bar, hv):
+    """H_w @ v into hv (n_in,) in one call, for a tape's pack (`packs.Pack`): with `sweep`,
+    the forward sweep at x first (else val, d1, d2 hold x's values and partials); then the
+    adjoints for w into adj, and `hvp1`."""
+    (n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, seg, kind, base, stride, flags,
+     const, _, _) = packs.unpack(B, U, I, C)
     if sweep:
         forward_some(code, param, eptr, arg, coef, tptr, n_in, x, True, lin_ready, val, d1, d2,
                      seg, kind, base, stride, flags, const, SKIP_NONE)

@@ -383,7 +383,8 @@ def _fusable(tape):
     `hvp_at`) can sweep it (built by an earlier sweep, swept in one thread, no guards to
     check), else None."""
     run_plan = tape._plan  # False until a sweep built it (a tape's first sweep runs op by op)
-    if run_plan and not tape._guarded and tape.code.shape[0] < runs.PARALLEL_OPS:
+    if (run_plan is not None and run_plan is not False and not tape._guarded
+            and tape.code.shape[0] < runs.PARALLEL_OPS):
         return run_plan
     return None
 

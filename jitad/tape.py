@@ -12,7 +12,7 @@ import numpy as np
 from . import guard_sweeps
 from . import guards as guards_module
 from . import opcodes as oc
-from . import interaction, limits, runs, sparse, sweeps, tape_io, workspace
+from . import interaction, limits, packs, runs, sparse, sweeps, tape_io, workspace
 from .threads import parallel
 
 # Most directions per multi-direction sweep in dense Hessians/Jacobians: wider blocks spread
@@ -27,6 +27,11 @@ KERNEL_INDEX_ARRAYS = ("eptr", "arg", "tptr", "ta", "tb", "out")
 SERIAL_WORK = 200_000
 _uids = itertools.count()
 _ONE = np.ones(1)
+_F64 = np.dtype(np.float64)
+_STRIDE8 = (8,)
+# this process's per-thread work state (one threading.local object): bound once, as the hot
+# paths of small calls read it several times per call
+_WS = workspace.local()
 _EMPTY2 = np.zeros((0, 0))
 
 
@@ -89,9 +94,11 @@ class Tape:
 
     # ---------------------------------------------------------------- validation of arguments
     def _x(self, x):
-        if (type(x) is np.ndarray and x.dtype == np.float64 and x.shape == (self.n_inputs,)
-                and x.flags.c_contiguous):
-            return x  # the fast path of repeated calls
+        # the fast path of repeated calls: identity and tuple tests (x.dtype == np.float64
+        # and x.flags cost ~0.3 us of a 10 us gradient); a 1-d array of stride 8 is contiguous
+        if (type(x) is np.ndarray and x.dtype is _F64 and x.shape == (self.n_inputs,)
+                and x.strides == _STRIDE8):
+            return x
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.n_inputs,):
             raise ValueError(f"x must have shape ({self.n_inputs},) (the tape's n_inputs), "
@@ -141,18 +148,18 @@ class Tape:
         xb = x.tobytes()  # once: a copy of x (80 kB at 10^4 inputs)
         if not self._at_point(xb):
             self._forward(x, True, *arrays[:3])
-            workspace.local().point_key = (self._uid, xb)
+            _WS.point_key = (self._uid, xb)
         return arrays
 
     def _arrays(self):
         # the views cached by point_arrays, looked up first: this runs on every sweep call
-        return workspace.local().views.get(self._uid) or workspace.point_arrays(
+        return _WS.views.get(self._uid) or workspace.point_arrays(
             self._uid, self.n_slots, self.arg.shape[0], self.ta.shape[0])
 
     def _at_point(self, xb):
         """Whether this thread's point arrays hold this tape's values and partials at the point
         whose bytes (x.tobytes()) are xb."""
-        key = workspace.local().point_key
+        key = _WS.point_key
         return key is not None and key[0] == self._uid and key[1] == xb
 
     def forward(self, x):
@@ -187,7 +194,7 @@ class Tape:
                              "jacobian or vjp")
         x = self._x(x)
         # the hot path of optimisers: attribute lookups here are a measurable share of a call
-        ws = workspace.local()
+        ws = _WS
         uid = self._uid
         key = ws.point_key
         xb = None  # x's bytes: only to compare with, or to store as, the cached point
@@ -198,21 +205,21 @@ class Tape:
                 self._reverse1(d1, _ONE, adj)
                 return val[self.out[0]], adj[: self.n_inputs].copy()
         fused = False  # tapes without a run plan (small ones, scalar code) skip the lookup
-        if self._plan:
+        plan = self._plan  # (identity tests: a Plan's truth value is a call of its __len__)
+        if plan is not None and plan is not False:
             fused = ws.views.get((uid, "gradient")) or self._gradient_args()
         if fused:  # the run plan's sweeps in one compiled call
-            head, tail, skip = fused
+            pack, point, skips = fused
             lin_ready = ws.lin_owner == uid
+            skip = skips and lin_ready and not value
             ws.point_key = None
-            if value or not lin_ready:
-                skip = runs.SKIP_NONE
             g = np.empty(self.n_inputs)
-            self._plan.kernels.gradient(*head, x, lin_ready, *tail, skip, g)
+            plan.kernels.gradient(*pack, x, lin_ready, skip, *point, g)
             ws.lin_owner = uid
-            if skip.shape[0]:  # val misses the skipped runs' values: not a cached point
+            if skip:  # val misses the skipped runs' values: not a cached point
                 return None, g
             ws.point_key = (uid, x.tobytes() if xb is None else xb)
-            return tail[0][self.out[0]], g
+            return point[0][self.out[0]], g
         else:
             val, d1, d2, adj = self._arrays()
             plan = self._sweep_plan()
@@ -242,19 +249,18 @@ class Tape:
         return y, adj[: self.n_inputs].copy()
 
     def _gradient_args(self):
-        """For `run_sweeps.gradient`: (arguments before x, arguments after lin_ready but the
-        skip mask, the value-free runs' skip mask), kept per thread; False (not kept) when the
-        tape has no run plan yet or sweeps otherwise (guards to check, or ops enough for the
-        threads' forward sweep)."""
+        """For the one-call kernels `run_sweeps.gradient` and `hvp_at`: (the arrays of the
+        tape's pack (`packs.Pack`), this thread's point arrays, whether the plan has value-free
+        runs), kept per thread; False (not kept) when the tape has no run plan yet or sweeps
+        otherwise (guards to check, or ops enough for the threads' forward sweep)."""
         plan = sparse._fusable(self)  # the same condition as the one-call sparse kernels
         if plan is None:
             return False
-
-        def make():
-            return ((self.code, self.param, self._ueptr, self._uarg, self.coef, self._utptr,
-                     self.n_inputs), self._arrays() + (self._uout, _ONE) + plan.arrays,
-                    plan.value_free(self.code, self.eptr, self.arg, self.n_inputs))
-        return workspace.cached((self._uid, "gradient"), make)
+        pack = self.__dict__.get("_pack")
+        if pack is None:
+            self._pack = pack = packs.Pack(self, plan)
+        return workspace.cached((self._uid, "gradient"),
+                                lambda: (pack.arrays, self._arrays(), pack.skips))
 
     def jvp(self, x, v):
         """(y (m,), J @ v): v (n,) -> (m,), or k directions v (n, k) -> (m, k)."""
@@ -372,19 +378,19 @@ class Tape:
         """H_w @ v (n,) by `run_sweeps.hvp_at`: the sweeps at x unless this thread's point
         arrays hold x, the adjoints for w, and the product, in one call (three calls and their
         work-array lookups were a fifth of a 10^3-input Rosenbrock HVP)."""
-        ws = workspace.local()
+        ws = _WS
         uid = self._uid
         dot, bar = workspace.cached((uid, "hvp"), lambda: (
             workspace.buffer("dot", (self.n_slots,)), workspace.buffer("bar", (self.n_slots,))))
         # after dot and bar: growing a buffer drops the cached views (point arrays included)
-        head, tail, _ = self._gradient_args()
+        pack, point, _ = self._gradient_args()
         key = ws.point_key
         xb = x.tobytes()
         sweep = key is None or key[0] != uid or key[1] != xb
         ws.point_key = None
         hv = np.empty(self.n_inputs)
-        self._plan.kernels.hvp_at(*head, x, sweep, ws.lin_owner == uid, *tail[:5], w, *tail[6:],
-                                  self._uta, self._utb, v, dot, bar, hv)
+        self._plan.kernels.hvp_at(*pack, x, sweep, ws.lin_owner == uid, *point, w, v, dot, bar,
+                                  hv)
         ws.lin_owner = uid
         ws.point_key = (uid, xb)
         return hv
@@ -493,7 +499,7 @@ class Tape:
         point that failed, so this thread's point cache is dropped first."""
         if g >= 0:
             if point:
-                workspace.local().point_key = None
+                _WS.point_key = None
             raise guards_module.error(self, g)
 
     def failing_guard(self, x):
@@ -608,7 +614,7 @@ class Tape:
         plan = self._sweep_plan()
         if plan is None:
             if point and partials:  # the per-op sweeps write every partial of this tape
-                workspace.local().lin_owner = self._uid
+                _WS.lin_owner = self._uid
             if self._guarded:  # one compiled call: forward sweep and guard check
                 self._check(guard_sweeps.forward(self.code, self.param, self._ueptr, self._uarg,
                                                  self.coef, self._utptr, self.n_inputs, x,
@@ -619,7 +625,7 @@ class Tape:
                            self.n_inputs, x, partials, val, d1, d2)
             return
         # the point arrays' d1 keeps the LIN partials of the tape that last wrote it
-        ws = workspace.local()
+        ws = _WS
         lin_ready = point and ws.lin_owner == self._uid
         args = (self.code, self.param, self._ueptr, self._uarg, self.coef, self._utptr,
                 self.n_inputs, x, partials, lin_ready, val, d1, d2) + plan.arrays + (skip,)

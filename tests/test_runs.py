@@ -297,6 +297,26 @@ def test_tapes_sharing_the_point_arrays_keep_their_own_linear_partials():
         np.testing.assert_allclose(tg.gradient(xg), 18.0 * xg, rtol=1e-14)
 
 
+def test_pack_unpacks_to_the_tape_and_plan_arrays():
+    # the one-call kernels read the tape through its pack (packs.py): every view unpack
+    # slices out must be the array the other kernels read, dtype included
+    from jitad import packs
+    p = problems.logistic_problem(400, 9)
+    tape = jitad.record(p.func, *p.args)
+    plan = tape._runs()
+    pack = packs.Pack(tape, plan)
+    got = packs.unpack(*pack.arrays)
+    free = plan.value_free(tape.code, tape.eptr, tape.arg, tape.n_inputs)
+    want = (tape.n_inputs, tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef,
+            tape._utptr, tape._uta, tape._utb, tape._uout, *plan.arrays,
+            free if free.shape[0] else np.zeros(len(plan), np.uint8), np.ones(1))
+    assert got[0] == want[0] and len(got) == len(want)
+    for a, b in zip(got[1:], want[1:]):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    assert pack.skips == bool(free.shape[0])
+
+
 @pytest.mark.parametrize("n", [1500, 8000])
 def test_gradient_skips_the_runs_only_the_value_needs(n):
     # Rosenbrock's final sum, the sum of squares feeding it and the scaling by 100 are
