@@ -16,7 +16,8 @@ from numba import njit, prange
 from . import opcodes as oc
 from . import packs, sweeps
 from .rules import binary_rule, multiply_partials, square_partials, unary_rule
-from .runs import BLOCK, ELEM, OPS, SAME_COEF, SAME_PARAM, SKIP_NONE
+from .runs import (BLOCK, COVERED, ELEM, FIRST0, FIRST1, OPS, SAME_COEF, SAME_PARAM,
+                   SKIP_NONE, disjoint)
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
 
@@ -349,14 +350,27 @@ def gradient(B, U, I, C, x, lin_ready, skip_free, val, d1, d2, adj, g):
 
 
 @_jit
-def _rev_operand(adj, d1, e0, step, o, n, b, s, same, cv):
+def _rev_operand(adj, d1, e0, step, o, n, b, s, same, cv, first):
     """adj[b + k*s] += D[k] * adj[o + k] for one operand position of a run, where D[k] is its
     partial d1[e0 + k*step] (or cv when the run's ops share it). A stride-0 operand gathers its
-    contributions for k = n-1 down to 0, the per-op order."""
+    contributions for k = n-1 down to 0, the per-op order. first (`runs.FIRST0`): these are
+    the slots' first contributions, added to 0.0 instead of to adj (which reverse1 then need
+    not zero; 0.0 + p is the per-op sum, -0.0 included)."""
     ao = adj[o:o + n]
     if s == 1:
         xa = adj[b:b + n]
-        if same:
+        if first:
+            if same:
+                for k in range(n):
+                    xa[k] = 0.0 + ao[k] * cv
+            elif step == 1:
+                dk = d1[e0:e0 + n]
+                for k in range(n):
+                    xa[k] = 0.0 + ao[k] * dk[k]
+            else:
+                for k in range(n):
+                    xa[k] = 0.0 + ao[k] * d1[e0 + k * step]
+        elif same:
             for k in range(n):
                 xa[k] += ao[k] * cv
         elif step == 1:
@@ -367,7 +381,7 @@ def _rev_operand(adj, d1, e0, step, o, n, b, s, same, cv):
             for k in range(n):
                 xa[k] += ao[k] * d1[e0 + k * step]
     else:
-        acc = adj[b]
+        acc = 0.0 if first else adj[b]
         if same:
             for k in range(n - 1, -1, -1):
                 acc += ao[k] * cv
@@ -378,39 +392,70 @@ def _rev_operand(adj, d1, e0, step, o, n, b, s, same, cv):
 
 
 @_jit
-def _rev_pair(adj, d1, e0, o, n, b0, b1, same, c0, c1):
+def _rev_pair(adj, d1, e0, o, n, b0, b1, same, c0, c1, f0, f1):
     """adj[b0 + k] += D0[k] * adj[o + k] and adj[b1 + k] += D1[k] * adj[o + k] in one pass
-    (disjoint unit-stride operands of a two-operand run; D as in `_rev_operand`)."""
+    (disjoint unit-stride operands of a two-operand run; D and first (f0, f1) as in
+    `_rev_operand`)."""
     ao = adj[o:o + n]
     xa = adj[b0:b0 + n]
     xb = adj[b1:b1 + n]
     if same:
-        for k in range(n):
-            xa[k] += ao[k] * c0
-            xb[k] += ao[k] * c1
+        if f0 and f1:
+            for k in range(n):
+                xa[k] = 0.0 + ao[k] * c0
+                xb[k] = 0.0 + ao[k] * c1
+        elif f0:
+            for k in range(n):
+                xa[k] = 0.0 + ao[k] * c0
+                xb[k] += ao[k] * c1
+        elif f1:
+            for k in range(n):
+                xa[k] += ao[k] * c0
+                xb[k] = 0.0 + ao[k] * c1
+        else:
+            for k in range(n):
+                xa[k] += ao[k] * c0
+                xb[k] += ao[k] * c1
     else:
         dk = d1[e0:e0 + 2 * n]
-        for k in range(n):
-            xa[k] += ao[k] * dk[2 * k]
-            xb[k] += ao[k] * dk[2 * k + 1]
+        if f0 and f1:
+            for k in range(n):
+                xa[k] = 0.0 + ao[k] * dk[2 * k]
+                xb[k] = 0.0 + ao[k] * dk[2 * k + 1]
+        elif f0:
+            for k in range(n):
+                xa[k] = 0.0 + ao[k] * dk[2 * k]
+                xb[k] += ao[k] * dk[2 * k + 1]
+        elif f1:
+            for k in range(n):
+                xa[k] += ao[k] * dk[2 * k]
+                xb[k] = 0.0 + ao[k] * dk[2 * k + 1]
+        else:
+            for k in range(n):
+                xa[k] += ao[k] * dk[2 * k]
+                xb[k] += ao[k] * dk[2 * k + 1]
 
 
 @_jit
-def _elem_reverse(c, eptr, d1, n_in, adj, i0, i1, b0, s0, b1, s1, fl, c0, c1):
+def _elem_reverse(c, eptr, d1, n_in, adj, i0, i1, b0, s0, b1, s1, fl, c0, c1, first):
+    """The adjoint contributions of an ELEM run; first: honour the run's FIRST0/FIRST1 flags
+    (the first-order reverse sweeps; `hvp1` zeroes its second-order adjoints)."""
     n = i1 - i0
     e0 = eptr[i0]
     E = eptr[i0 + 1] - e0
     o = n_in + i0
     same = c == oc.LIN and (fl & SAME_COEF) != 0  # partials are the shared coefficients
+    f0 = first and (fl & FIRST0) != 0
+    f1 = first and (fl & FIRST1) != 0
     if E == 1:
-        _rev_operand(adj, d1, e0, 1, o, n, b0, s0, same, c0)
+        _rev_operand(adj, d1, e0, 1, o, n, b0, s0, same, c0, f0)
     elif E == 2:
-        if b0 + (n - 1) * s0 < b1 or b1 + (n - 1) * s1 < b0:  # disjoint operands
+        if disjoint(n, b0, s0, b1, s1):
             if s0 == 1 and s1 == 1:  # one pass for both: each slot gets one contribution
-                _rev_pair(adj, d1, e0, o, n, b0, b1, same, c0, c1)
+                _rev_pair(adj, d1, e0, o, n, b0, b1, same, c0, c1, f0, f1)
             else:  # one pass per operand
-                _rev_operand(adj, d1, e0, 2, o, n, b0, s0, same, c0)
-                _rev_operand(adj, d1, e0 + 1, 2, o, n, b1, s1, same, c1)
+                _rev_operand(adj, d1, e0, 2, o, n, b0, s0, same, c0, f0)
+                _rev_operand(adj, d1, e0 + 1, 2, o, n, b1, s1, same, c1, f1)
         else:  # shared slots: the exact per-op order
             for k in range(n - 1, -1, -1):
                 a = adj[o + k]
@@ -419,7 +464,9 @@ def _elem_reverse(c, eptr, d1, n_in, adj, i0, i1, b0, s0, b1, s1, fl, c0, c1):
 
 
 @_jit
-def _block_reverse(eptr, d1, n_in, adj, i0, i1, b, s):
+def _block_reverse(eptr, d1, n_in, adj, i0, i1, b, s, first):
+    """The adjoint contributions of a BLOCK run; first: its FIRST0 flag, honoured (the ops'
+    operand blocks are then disjoint: `runs.first_writes`)."""
     e0 = eptr[i0]
     E = eptr[i0 + 1] - e0
     o = n_in + i0
@@ -427,14 +474,21 @@ def _block_reverse(eptr, d1, n_in, adj, i0, i1, b, s):
         a = adj[o + k]
         dk = d1[e0 + k * E:e0 + (k + 1) * E]
         xa = adj[b + k * s:b + k * s + E]
-        for j in range(E):
-            xa[j] += a * dk[j]
+        if first:
+            for j in range(E):
+                xa[j] = 0.0 + a * dk[j]
+        else:
+            for j in range(E):
+                xa[j] += a * dk[j]
 
 
 @_jit
 def reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags, const):
-    """`sweeps.reverse1` over a run plan: adjoints of all slots into adj (n_slots,)."""
-    adj[:] = 0.0
+    """`sweeps.reverse1` over a run plan: adjoints of all slots into adj (n_slots,). Runs
+    flagged FIRST0/FIRST1 assign their operands' first contributions, so only the inputs and
+    the outputs of segments not COVERED are zeroed (`runs.first_writes`: 1/8 of the slots of
+    a Rosenbrock tape, whose full zeroing was a tenth of its gradient)."""
+    _zero_unreached(adj, n_in, seg, flags, 0, 1)
     for k in range(out.shape[0]):
         adj[out[k]] += w[k]
     for r in range(kind.shape[0] - 1, -1, -1):
@@ -443,11 +497,28 @@ def reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, fl
         kr = kind[r]
         if kr == ELEM:
             _elem_reverse(code[i0], eptr, d1, n_in, adj, i0, i1, base[r, 0], stride[r, 0],
-                          base[r, 1], stride[r, 1], flags[r], const[r, 1], const[r, 2])
+                          base[r, 1], stride[r, 1], flags[r], const[r, 1], const[r, 2], True)
         elif kr == BLOCK:
-            _block_reverse(eptr, d1, n_in, adj, i0, i1, base[r, 0], stride[r, 0])
+            _block_reverse(eptr, d1, n_in, adj, i0, i1, base[r, 0], stride[r, 0],
+                           (flags[r] & FIRST0) != 0)
         else:
             _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1)
+
+
+@_jit
+def _zero_unreached(adj, n_in, seg, flags, part, n_parts):
+    """Zero part `part` of n_parts of the adjoints `reverse1` does not assign first: the
+    inputs' and those of the segments not COVERED (`runs.first_writes`)."""
+    for r in range(-1, seg.shape[0] - 1):
+        if r < 0:
+            a, b = 0, n_in
+        elif flags[r] & COVERED:
+            continue
+        else:
+            a, b = n_in + seg[r], n_in + seg[r + 1]
+        z = adj[a + (b - a) * part // n_parts:a + (b - a) * (part + 1) // n_parts]
+        for j in range(z.shape[0]):
+            z[j] = 0.0
 
 
 @njit(cache=True, error_model="numpy", nogil=True, parallel=True)
@@ -456,12 +527,10 @@ def reverse1_parallel(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, s
     """`reverse1` with the zeroing, and every run of at least min_ops ops whose ops write
     distinct slots, split into n_parts chunks swept by threads: ELEM runs of unit-stride
     (and, for two, disjoint) operands, and single sums (one BLOCK op). Each slot gets the
-    same contributions in the same order, so the adjoints are bitwise `reverse1`'s."""
-    m = adj.shape[0]
+    same contributions in the same order (first ones assigned alike), so the adjoints are
+    bitwise `reverse1`'s."""
     for part in prange(n_parts):
-        a = adj[m * part // n_parts:m * (part + 1) // n_parts]
-        for j in range(a.shape[0]):
-            a[j] = 0.0
+        _zero_unreached(adj, n_in, seg, flags, part, n_parts)
     for k in range(out.shape[0]):
         adj[out[k]] += w[k]
     for r in range(kind.shape[0] - 1, -1, -1):
@@ -482,22 +551,27 @@ def reverse1_parallel(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, s
                 if b > a:
                     _elem_reverse(code[i0], eptr, d1, n_in, adj, a, b, b0 + (a - i0),
                                   s0, b1 + (a - i0) * s1, s1, flags[r], const[r, 1],
-                                  const[r, 2])
+                                  const[r, 2], True)
         elif kr == BLOCK and n == 1 and E >= min_ops:  # a sum: its operands are E slots
             g = adj[n_in + i0]
             e0 = eptr[i0]
+            first = (flags[r] & FIRST0) != 0
             for part in prange(n_parts):
                 lo = E * part // n_parts
                 hi = E * (part + 1) // n_parts
                 xa = adj[b0 + lo:b0 + hi]
                 dk = d1[e0 + lo:e0 + hi]
-                for j in range(hi - lo):
-                    xa[j] += g * dk[j]
+                if first:
+                    for j in range(hi - lo):
+                        xa[j] = 0.0 + g * dk[j]
+                else:
+                    for j in range(hi - lo):
+                        xa[j] += g * dk[j]
         elif kr == ELEM:
             _elem_reverse(code[i0], eptr, d1, n_in, adj, i0, i1, b0, s0, b1, s1, flags[r],
-                          const[r, 1], const[r, 2])
+                          const[r, 1], const[r, 2], True)
         elif kr == BLOCK:
-            _block_reverse(eptr, d1, n_in, adj, i0, i1, b0, s0)
+            _block_reverse(eptr, d1, n_in, adj, i0, i1, b0, s0, (flags[r] & FIRST0) != 0)
         else:
             _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1)
 
@@ -534,10 +608,10 @@ def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, code, seg, kin
         i0 = seg[r]
         i1 = seg[r + 1]
         if kind[r] == BLOCK:  # LIN ops: no second-order terms
-            _block_reverse(eptr, d1, n_in, bar, i0, i1, base[r, 0], stride[r, 0])
+            _block_reverse(eptr, d1, n_in, bar, i0, i1, base[r, 0], stride[r, 0], False)
         elif kind[r] == ELEM and tptr[i1] == tptr[i0]:  # no terms: the first-order reverse
             _elem_reverse(code[i0], eptr, d1, n_in, bar, i0, i1, base[r, 0], stride[r, 0],
-                          base[r, 1], stride[r, 1], flags[r], const[r, 1], const[r, 2])
+                          base[r, 1], stride[r, 1], flags[r], const[r, 1], const[r, 2], False)
         elif kind[r] == ELEM:
             _elem_hvp(eptr, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, arg, i0, i1, base[r, 0],
                       stride[r, 0], base[r, 1], stride[r, 1])

@@ -49,6 +49,10 @@ PARALLEL_MIN_RUN = 8192
 # flags of a run: its ops share one param / one coefficient per edge position (the kernels then
 # read a scalar instead of a stream: x[1:] - x[:-1] is coef (1, -1) and param 0 for every op)
 SAME_PARAM, SAME_COEF = 1, 2
+# ... and for `run_sweeps.reverse1` (`first_writes`): the run's operand position 0 / 1 makes
+# the first contributions to its slots (assigned, not added); every output slot of the
+# segment gets its first contribution so (reverse1 need not zero them)
+FIRST0, FIRST1, COVERED = 4, 8, 16
 
 
 class Plan:
@@ -132,8 +136,9 @@ def _value_free_runs(code, eptr, arg, n_in, seg, kind):
     return skip
 
 
-def build(code, param, eptr, arg, coef, tptr, n_in, min_run=MIN_RUN):
-    """The run plan of a tape (arrays as validated by `Tape`): one O(ops + edges) scan."""
+def build(code, param, eptr, arg, coef, tptr, n_in, out, min_run=MIN_RUN):
+    """The run plan of a tape (arrays as validated by `Tape`): one O(ops + edges) scan, and
+    one of `first_writes`."""
     n_ops = code.shape[0]
     if n_ops == 0 or not _worth_planning(code, min_run):
         return Plan([0, n_ops], [OPS] if n_ops else [], np.zeros((min(n_ops, 1), 2)),
@@ -151,7 +156,73 @@ def build(code, param, eptr, arg, coef, tptr, n_in, min_run=MIN_RUN):
     const = np.empty((R, 3))
     _scan(code, param, eptr, arg, coef, tptr, n_in, min_run, True, seg, kind, base, stride,
           flags, const)
+    first_writes(eptr, arg, n_in, out, seg, kind, base, stride, flags)
     return Plan(seg, kind, base, stride, flags, const)
+
+
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def disjoint(n, b0, s0, b1, s1):
+    """Whether the operand positions of an n-op ELEM run (slots b + k*s) share no slot."""
+    return b0 + (n - 1) * s0 < b1 or b1 + (n - 1) * s1 < b0
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _claim(written, assigned, b, s, n, E):
+    """Mark slots b + k*s + j (k < n, j < E) written; when none was, also assigned (their
+    first contributions are these), and return True."""
+    free = True
+    for k in range(n):
+        for j in range(E):
+            if written[b + k * s + j]:
+                free = False
+    for k in range(n):
+        for j in range(E):
+            written[b + k * s + j] = 1
+            if free:
+                assigned[b + k * s + j] = 1
+    return free
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def first_writes(eptr, arg, n_in, out, seg, kind, base, stride, flags):
+    """Add FIRST0/FIRST1/COVERED to flags (R,): follow the reverse sweep's order (the outputs'
+    seeds, then segments last to first) and flag an operand position whose slots no earlier
+    contribution reached: an ELEM run's, one position at a time when its two are disjoint (the
+    kernels' paths), a BLOCK run's when its ops' operand blocks are disjoint. Other segments'
+    operands are only marked as reached. A segment is COVERED when every output slot of it
+    was first reached by a flagged position."""
+    n_ops = eptr.shape[0] - 1
+    written = np.zeros(n_in + n_ops, np.uint8)
+    assigned = np.zeros(n_in + n_ops, np.uint8)
+    for k in range(out.shape[0]):
+        written[out[k]] = 1
+    for r in range(kind.shape[0] - 1, -1, -1):
+        i0 = seg[r]
+        i1 = seg[r + 1]
+        n = i1 - i0
+        E = eptr[i0 + 1] - eptr[i0]
+        b0 = base[r, 0]
+        s0 = stride[r, 0]
+        if kind[r] == ELEM and (E == 1 or E == 2 and disjoint(n, b0, s0, base[r, 1],
+                                                              stride[r, 1])):
+            if _claim(written, assigned, b0, s0, n, 1):
+                flags[r] |= FIRST0
+            if E == 2 and _claim(written, assigned, base[r, 1], stride[r, 1], n, 1):
+                flags[r] |= FIRST1
+        elif kind[r] == BLOCK and (n == 1 or s0 >= E):
+            if _claim(written, assigned, b0, s0, n, E):
+                flags[r] |= FIRST0
+        else:
+            for e in range(eptr[i0], eptr[i1]):
+                written[arg[e]] = 1
+    for r in range(kind.shape[0]):
+        covered = True
+        for i in range(seg[r], seg[r + 1]):
+            if not assigned[n_in + i]:
+                covered = False
+                break
+        if covered:
+            flags[r] |= COVERED
 
 
 def _worth_planning(code, min_run):

@@ -595,7 +595,7 @@ class Tape:
             plan = None
             if self.code.shape[0] >= runs.MIN_TAPE:
                 plan = runs.build(self.code, self.param, self.eptr, self.arg, self.coef,
-                                  self.tptr, self.n_inputs)
+                                  self.tptr, self.n_inputs, self.out)
                 if not plan.worthwhile():
                     plan = None
                 else:

@@ -45,9 +45,9 @@ def fmt(s):
 def bench(p):
     tape = jitad.record(p.func, *p.args)
     t_plan = best(runs.build, tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
-                  tape.n_inputs, seconds=0.1, at_least=3)
+                  tape.n_inputs, tape.out, seconds=0.1, at_least=3)
     plan = runs.build(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
-                      tape.n_inputs)
+                      tape.n_inputs, tape.out)
     uses_plan = tape._runs() is not None  # else the Tape keeps the per-op sweeps ("after" too)
     x = p.x0
     n_slots, n_edges, n_terms = tape.n_slots, tape.arg.shape[0], tape.ta.shape[0]

@@ -26,7 +26,7 @@ import problems  # noqa: E402
 
 def plan_of(tape, min_run=runs.MIN_RUN):
     plan = runs.build(tape.code, tape.param, tape.eptr, tape.arg, tape.coef, tape.tptr,
-                      tape.n_inputs, min_run=min_run)
+                      tape.n_inputs, tape.out, min_run=min_run)
     runs.check(plan, tape.code, tape.eptr, tape.arg, tape.n_inputs)
     return plan
 
@@ -117,8 +117,13 @@ def test_elementwise_chain_is_one_run_per_append():
     plan = plan_of(tape)
     assert kinds(plan) == [(runs.ELEM, 20)] * 3 + [(runs.BLOCK, 1)]  # sin, * 2, + 1, sum
     assert (plan.stride[:3, 0] == 1).all()
-    assert (plan.flags[1:3] == runs.SAME_PARAM | runs.SAME_COEF).all()  # shared p, c
+    shared = runs.SAME_PARAM | runs.SAME_COEF
+    assert (plan.flags[1:3] & shared == shared).all()  # shared p, c
     assert list(plan.const[1, :2]) == [0.0, 2.0] and list(plan.const[2, :2]) == [1.0, 1.0]
+    # in the reverse sweep each run makes the first contributions to its operands' slots, and
+    # the outputs of all but the sum (the output, seeded first) get theirs so
+    F, C = runs.FIRST0, runs.COVERED
+    assert [int(f) & (F | runs.FIRST1 | C) for f in plan.flags] == [F | C, F | C, F | C, F]
     assert_same_sweeps(tape, plan, x + 0.3)
 
 
