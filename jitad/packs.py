@@ -1,5 +1,6 @@
 """Packs: a tape's and its run plan's constant arrays concatenated by dtype, for the one-call
-kernels of small tapes (`run_sweeps.gradient`, `run_sweeps.hvp_at`).
+kernels of small tapes (`run_sweeps.gradient`, `run_sweeps.hvp_at`, and without a plan
+`sweeps.value_and_gradient`).
 
 A compiled call unboxes each array argument, 80-120 ns apiece on this machine: the 23 arguments
 of the one-call gradient cost 1.9-2.7 us per call, as much as half its kernel on a 10^3-input
@@ -10,6 +11,8 @@ their signatures and compiled code. Packs are built only for tapes under runs.PA
 """
 import numpy as np
 from numba import njit
+
+from . import runs
 
 # U[:HEADER]: n_in, n_ops, n_edges, n_terms, n_out, and R, the run plan's segment count
 HEADER = 6
@@ -22,8 +25,12 @@ class Pack:
     gradient's single output)]. skips: whether the plan has value-free runs
     (`runs.Plan.value_free`) for a derivative-only sweep to skip."""
 
-    def __init__(self, tape, plan):
-        free = plan.value_free(tape.code, tape.eptr, tape.arg, tape.n_inputs)
+    def __init__(self, tape, plan=None):
+        if plan is None:  # the per-op sweeps' pack (`sweeps.value_and_gradient`): R = 0
+            plan = _NO_PLAN
+            free = runs.SKIP_NONE
+        else:
+            free = plan.value_free(tape.code, tape.eptr, tape.arg, tape.n_inputs)
         self.skips = bool(free.shape[0])
         R = len(plan)
         B = np.concatenate((tape.code, plan.kind.view(np.uint8), plan.flags.view(np.uint8),
@@ -37,6 +44,9 @@ class Pack:
         assert (B.dtype, U.dtype, I.dtype, C.dtype) == (np.uint8, np.uint32, np.int64,
                                                          np.float64)
         self.arrays = (B, U, I, C)
+
+
+_NO_PLAN = runs.Plan([0], [], np.zeros((0, 2)), np.zeros((0, 2)))
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -222,6 +222,7 @@ class Tape:
             return point[0][self.out[0]], g
         else:
             val, d1, d2, adj = self._arrays()
+            replayed = self._swept  # not the tape's first sweep
             plan = self._sweep_plan()
             if plan is not None:  # guarded, or large enough for the threads' forward sweep
                 skip = runs.SKIP_NONE  # guards compare values, maybe the value-free ones
@@ -242,9 +243,20 @@ class Tape:
                 self._check(g)
             else:
                 ws.lin_owner = uid
-                y = sweeps.value_and_gradient(self.code, self.param, self._ueptr, self._uarg,
-                                              self.coef, self._utptr, self.n_inputs, x, self._uout,
-                                              val, d1, d2, adj)
+                pack = self._ops_pack
+                if pack is None and replayed:  # (a one-shot tape, jitad.grad, sweeps once)
+                    pack = self._ops_pack = len(self) < runs.PARALLEL_OPS and packs.Pack(
+                        self).arrays  # large tapes: two calls, and no copy of their arrays
+                if pack:
+                    g = np.empty(self.n_inputs)
+                    y = sweeps.value_and_gradient(*pack, x, val, d1, d2, adj, g)
+                    ws.point_key = (uid, x.tobytes() if xb is None else xb)
+                    return y, g
+                sweeps.forward(self.code, self.param, self._ueptr, self._uarg, self.coef,
+                               self._utptr, self.n_inputs, x, True, val, d1, d2)
+                sweeps.reverse1(self._ueptr, self._uarg, d1, self.n_inputs, self._uout, _ONE,
+                                adj)
+                y = val[self.out[0]]
         ws.point_key = (uid, x.tobytes() if xb is None else xb)
         return y, adj[: self.n_inputs].copy()
 
@@ -571,6 +583,8 @@ class Tape:
     # that never use a plan (small ones, scalar loops) do not load them, which keeps import and
     # tiny calls as before.
     _plan = False  # not built yet
+    _ops_pack = None  # the per-op sweeps' pack arrays (`packs.Pack`), built by the gradient
+    # of a replayed tape without a plan (False: too large for one)
     _swept = False  # a forward sweep has run (without a plan: see _sweep_plan)
 
     def _sweep_plan(self):

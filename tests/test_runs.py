@@ -320,6 +320,30 @@ def test_pack_unpacks_to_the_tape_and_plan_arrays():
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(a, b)
     assert pack.skips == bool(free.shape[0])
+    # without a plan (the per-op value_and_gradient of small tapes): empty plan arrays
+    got = packs.unpack(*packs.Pack(tape).arrays)
+    assert got[0] == tape.n_inputs and got[10].tolist() == [0]
+    for a, b in zip(got[1:10], want[1:10]):
+        np.testing.assert_array_equal(a, b)
+    assert all(a.shape[0] == 0 for a in got[11:17]) and got[17].tolist() == [1.0]
+
+
+def test_per_op_gradient_of_a_replayed_tape_takes_its_pack():
+    # a small tape without a plan: the first gradient sweeps in two calls, the later ones in
+    # one (sweeps.value_and_gradient on the tape's pack), bitwise the same; the point is kept
+    p = problems.rosenbrock_problem(50, loop=True)
+    tape = jitad.record(p.func, *p.args)
+    x0, x1 = p.points(2)
+    first = tape.value_and_gradient(x0)
+    assert tape._ops_pack is None and tape._plan is False
+    tape.gradient(x1)
+    assert tape._ops_pack and tape._plan is None
+    again = tape.value_and_gradient(x0)
+    assert first[0] == again[0]
+    np.testing.assert_array_equal(first[1], again[1])
+    np.testing.assert_allclose(again[1], p.ref_grad(x0, *p.ref_args), rtol=1e-12)
+    assert jitad.workspace.local().point_key[0] == tape._uid
+    np.testing.assert_array_equal(tape.forward(x0), [first[0]])
 
 
 @pytest.mark.parametrize("n", [1500, 8000])
