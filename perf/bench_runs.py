@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jitad  # noqa: E402
 import timing  # noqa: E402
-from jitad import run_sweeps, runs, sweeps  # noqa: E402
+from jitad import packs, run_sweeps, runs, sweeps  # noqa: E402
 from problems import logistic_problem, rosenbrock_problem  # noqa: E402
 
 _ONE = np.ones(1)
@@ -57,6 +57,9 @@ def bench(p):
     head = (tape.code, tape.param, tape._ueptr, tape._uarg, tape.coef, tape._utptr,
             tape.n_inputs, x)
 
+    ops_pack = packs.Pack(tape).arrays  # the per-op gradient's arguments (`Tape` keeps one)
+    g = np.empty(tape.n_inputs)
+
     def fwd(use_plan, val):
         if use_plan and uses_plan:
             run_sweeps.forward(*head, False, False, val, val[:0], val[:0], *plan.arrays)
@@ -69,7 +72,7 @@ def bench(p):
             run_sweeps.reverse1(tape._ueptr, tape._uarg, d1, tape.n_inputs, tape._uout, _ONE,
                                 adj, tape.code, *plan.arrays)
             return val[tape.out[0]]
-        return sweeps.value_and_gradient(*head, tape._uout, val, d1, d2, adj)
+        return sweeps.value_and_gradient(*ops_pack, x, val, d1, d2, adj, g)
 
     for use_plan, a in zip((False, True), arrays):
         grad(use_plan, *a, lin_ready=False)
