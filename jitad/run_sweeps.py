@@ -263,6 +263,18 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, va
 
 
 @_jit
+def value(B, U, I, C, x, val, y):
+    """`sweeps.value` for a tape's pack with its plan: the run forward sweep without partials,
+    the outputs into y (m,)."""
+    (n_in, code, param, eptr, arg, coef, tptr, _, _, out, seg, kind, base, stride, flags,
+     const, _, _) = packs.unpack(B, U, I, C)
+    forward_some(code, param, eptr, arg, coef, tptr, n_in, x, False, True, val, val[:0],
+                 val[:0], seg, kind, base, stride, flags, const, SKIP_NONE)
+    for k in range(out.shape[0]):
+        y[k] = val[out[k]]
+
+
+@_jit
 def forward_some(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, val, d1, d2,
                  seg, kind, base, stride, flags, const, skip):
     """`forward` without the runs r with skip[r] (an empty skip: none): for derivative-only

@@ -165,11 +165,43 @@ class Tape:
     def forward(self, x):
         """y (m,) = f(x) for x (n,)."""
         x = self._x(x)
-        if self._at_point(x.tobytes()):
+        key = _WS.point_key
+        if key is not None and key[0] == self._uid and key[1] == x.tobytes():
             return sweeps.gather(self._arrays()[0], self._uout)
+        call = self._value_call or self._value_kernel()
+        if call:  # one compiled call on the tape's pack (a line search's hot path)
+            val = _WS.views.get((self._uid, "fval")) or self._value_work()
+            y = np.empty(self.n_outputs)
+            call[0](*call[1], x, val[0], y)
+            return y
         val = workspace.buffer("fval", (self.n_slots,))
         self._forward(x, False, val, val[:0], val[:0], point=False)
         return sweeps.gather(val, self._uout)
+
+    _value_call = None  # (kernel, pack arrays) of `forward` once chosen, or False
+
+    def _value_kernel(self):
+        """(kernel, pack arrays) for `forward` in one call: `run_sweeps.value` on the plan's
+        pack, `sweeps.value` on the per-op pack of a replayed tape without a plan; False for
+        guarded tapes (guards are checked by `_forward`) and tapes too large for a pack; None
+        while the tape's plan is undecided (its first sweep)."""
+        plan = self._plan
+        if self._guarded or len(self) >= runs.PARALLEL_OPS:
+            call = False
+        elif plan is None:
+            if self._ops_pack is None:
+                self._ops_pack = packs.Pack(self).arrays
+            call = (sweeps.value, self._ops_pack)
+        elif plan is not False:
+            call = (plan.kernels.value, self._gradient_args()[0])
+        else:
+            return None
+        self._value_call = call
+        return call
+
+    def _value_work(self):
+        return workspace.cached((self._uid, "fval"),
+                                lambda: (workspace.buffer("fval", (self.n_slots,)),))
 
     def _adjoints(self, x, w):
         """(val, d1, d2, adj): the point and first-order adjoints for output weights w (m,)."""

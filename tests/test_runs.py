@@ -346,6 +346,32 @@ def test_per_op_gradient_of_a_replayed_tape_takes_its_pack():
     np.testing.assert_array_equal(tape.forward(x0), [first[0]])
 
 
+def test_forward_of_a_replayed_tape_is_one_call_on_its_pack():
+    # tape.forward from the plan's decision on: sweeps.value / run_sweeps.value on the tape's
+    # pack, bitwise the first (per-op) sweep; guarded tapes keep _forward and its guard check
+    for p in (problems.rosenbrock_problem(50, loop=True), problems.rosenbrock_problem(300)):
+        tape = jitad.record(p.func, *p.args)
+        x0, x1, x2 = p.points(3)
+        y0 = tape.forward(x0)
+        assert tape._value_call is None
+        tape.forward(x1)
+        tape.forward(x2)
+        assert tape._value_call and (tape._plan is None) == (p.n == 50)
+        np.testing.assert_array_equal(tape.forward(x0), y0)
+        np.testing.assert_allclose(y0, [p.ref_f(x0, *p.ref_args)], rtol=1e-13)
+
+    def branchy(x):
+        return np.sum((3.0 * x) ** 2) if x[0] > 0 else np.sum(x)
+
+    tape = jitad.record(branchy, np.linspace(0.5, 1.5, 1200))
+    for k in range(3):
+        xk = np.linspace(0.5, 1.5, 1200) + 0.1 * k
+        np.testing.assert_allclose(tape.forward(xk), [np.sum((3.0 * xk) ** 2)], rtol=1e-13)
+    assert tape._value_call is False
+    with pytest.raises(jitad.BranchChangedError):
+        tape.forward(-np.linspace(0.5, 1.5, 1200))
+
+
 @pytest.mark.parametrize("n", [1500, 8000])
 def test_gradient_skips_the_runs_only_the_value_needs(n):
     # Rosenbrock's final sum, the sum of squares feeding it and the scaling by 100 are
