@@ -263,6 +263,20 @@ def value(B, U, I, C, x, val, y):
 
 
 @_jit
+def hvp_at(B, U, I, C, x, sweep, lin_ready, val, d1, d2, adj, w, v, dot, bar, hv):
+    """`run_sweeps.hvp_at` for a tape's pack without a plan: H_w @ v into hv (n_in,) in one
+    call, the forward sweep at x first with `sweep` (lin_ready is unused: the per-op forward
+    sweep writes every partial)."""
+    n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, _, _, _, _, _, _, _, _ = (
+        packs.unpack(B, U, I, C))
+    if sweep:
+        forward(code, param, eptr, arg, coef, tptr, n_in, x, True, val, d1, d2)
+    reverse1(eptr, arg, d1, n_in, out, w, adj)
+    hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar)
+    copy_into(hv, bar[:n_in])
+
+
+@_jit
 def reverse(eptr, arg, d1, n_in, out, W, adj):
     """Adjoints into adj (n_slots, k) for k output weight vectors W (k, m)."""
     n_ops = eptr.shape[0] - 1

@@ -403,7 +403,13 @@ class Tape:
         x = self._x(x)
         V, single = self._directions(v, self.n_inputs, "v", "col")
         if single and sparse._fusable(self):  # the sweeps in one call
-            return self._hvp_runs(x, self._weights(w), V[:, 0])
+            return self._hvp_one_call(x, self._weights(w), V[:, 0], self._plan.kernels.hvp_at,
+                                      self._gradient_args()[0])
+        if single and self._plan is None and not self._guarded and len(self) < runs.PARALLEL_OPS:
+            if self._ops_pack is None:  # (a replayed tape: its plan was decided, no plan)
+                self._ops_pack = packs.Pack(self).arrays
+            return self._hvp_one_call(x, self._weights(w), V[:, 0], sweeps.hvp_at,
+                                      self._ops_pack)
         if single:
             _, d1, d2, adj = self._adjoints(x, self._weights(w))
             dot = workspace.buffer("dot", (self.n_slots,))
@@ -418,23 +424,23 @@ class Tape:
             return bar[: self.n_inputs].copy()
         return np.ascontiguousarray(self._hvp_rows(x, w, V, False, V.shape[1]).T)
 
-    def _hvp_runs(self, x, w, v):
-        """H_w @ v (n,) by `run_sweeps.hvp_at`: the sweeps at x unless this thread's point
-        arrays hold x, the adjoints for w, and the product, in one call (three calls and their
-        work-array lookups were a fifth of a 10^3-input Rosenbrock HVP)."""
+    def _hvp_one_call(self, x, w, v, kernel, pack):
+        """H_w @ v (n,) by `kernel` (`run_sweeps.hvp_at`, or `sweeps.hvp_at` without a plan)
+        on the tape's pack: the sweeps at x unless this thread's point arrays hold x, the
+        adjoints for w, and the product, in one call (three calls and their work-array
+        lookups were a fifth of a 10^3-input Rosenbrock HVP)."""
         ws = _WS
         uid = self._uid
         dot, bar = workspace.cached((uid, "hvp"), lambda: (
             workspace.buffer("dot", (self.n_slots,)), workspace.buffer("bar", (self.n_slots,))))
         # after dot and bar: growing a buffer drops the cached views (point arrays included)
-        pack, point, _ = self._gradient_args()
+        point = self._arrays()
         key = ws.point_key
         xb = x.tobytes()
         sweep = key is None or key[0] != uid or key[1] != xb
         ws.point_key = None
         hv = np.empty(self.n_inputs)
-        self._plan.kernels.hvp_at(*pack, x, sweep, ws.lin_owner == uid, *point, w, v, dot, bar,
-                                  hv)
+        kernel(*pack, x, sweep, ws.lin_owner == uid, *point, w, v, dot, bar, hv)
         ws.lin_owner = uid
         ws.point_key = (uid, xb)
         return hv

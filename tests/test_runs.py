@@ -344,6 +344,16 @@ def test_per_op_gradient_of_a_replayed_tape_takes_its_pack():
     np.testing.assert_allclose(again[1], p.ref_grad(x0, *p.ref_args), rtol=1e-12)
     assert jitad.workspace.local().point_key[0] == tape._uid
     np.testing.assert_array_equal(tape.forward(x0), [first[0]])
+    # the one-direction HVP on the same pack (sweeps.hvp_at), at a new and at the cached
+    # point, bitwise the three-call sweeps of a fresh tape's first HVP
+    v = np.sin(np.arange(p.n) + 0.5)
+    fresh = jitad.record(p.func, *p.args)
+    ref = fresh.hvp(x1, v)
+    assert fresh._plan is False
+    np.testing.assert_array_equal(tape.hvp(x1, v), ref)  # x0's point is cached: a new one
+    np.testing.assert_array_equal(tape.hvp(x1, v), ref)  # now cached
+    tape.gradient(x0)
+    np.testing.assert_array_equal(tape.hvp(x0, v), fresh.hvp(x0, v))
 
 
 def test_forward_of_a_replayed_tape_is_one_call_on_its_pack():
