@@ -1,6 +1,6 @@
 """Packs: a tape's and its run plan's constant arrays concatenated by dtype, for the one-call
-kernels of small tapes (`run_sweeps.gradient`, `run_sweeps.hvp_at`, and without a plan
-`sweeps.value_and_gradient`).
+kernels of small tapes: `gradient`, `hvp_at` and `value` of `run_sweeps` (with a plan) and
+`value_and_gradient`, `hvp_at` and `value` of `sweeps` (without).
 
 A compiled call unboxes each array argument, 80-120 ns apiece on this machine: the 23 arguments
 of the one-call gradient cost 1.9-2.7 us per call, as much as half its kernel on a 10^3-input
@@ -26,7 +26,7 @@ class Pack:
     (`runs.Plan.value_free`) for a derivative-only sweep to skip."""
 
     def __init__(self, tape, plan=None):
-        if plan is None:  # the per-op sweeps' pack (`sweeps.value_and_gradient`): R = 0
+        if plan is None:  # for the per-op kernels of sweeps.py: R = 0
             plan = _NO_PLAN
             free = runs.SKIP_NONE
         else:

@@ -189,9 +189,7 @@ class Tape:
         if self._guarded or len(self) >= runs.PARALLEL_OPS:
             call = False
         elif plan is None:
-            if self._ops_pack is None:
-                self._ops_pack = packs.Pack(self).arrays
-            call = (sweeps.value, self._ops_pack)
+            call = (sweeps.value, self._per_op_pack())
         elif plan is not False:
             call = (plan.kernels.value, self._gradient_args()[0])
         else:
@@ -275,10 +273,8 @@ class Tape:
                 self._check(g)
             else:
                 ws.lin_owner = uid
-                pack = self._ops_pack
-                if pack is None and replayed:  # (a one-shot tape, jitad.grad, sweeps once)
-                    pack = self._ops_pack = len(self) < runs.PARALLEL_OPS and packs.Pack(
-                        self).arrays  # large tapes: two calls, and no copy of their arrays
+                # (a one-shot tape, jitad.grad, sweeps once: no pack; large tapes have none)
+                pack = replayed and self._per_op_pack()
                 if pack:
                     g = np.empty(self.n_inputs)
                     y = sweeps.value_and_gradient(*pack, x, val, d1, d2, adj, g)
@@ -405,9 +401,8 @@ class Tape:
         if single and sparse._fusable(self):  # the sweeps in one call
             return self._hvp_one_call(x, self._weights(w), V[:, 0], self._plan.kernels.hvp_at,
                                       self._gradient_args()[0])
-        if single and self._plan is None and not self._guarded and len(self) < runs.PARALLEL_OPS:
-            if self._ops_pack is None:  # (a replayed tape: its plan was decided, no plan)
-                self._ops_pack = packs.Pack(self).arrays
+        # (a replayed tape: its plan was decided, none)
+        if single and self._plan is None and not self._guarded and self._per_op_pack():
             return self._hvp_one_call(x, self._weights(w), V[:, 0], sweeps.hvp_at,
                                       self._ops_pack)
         if single:
@@ -621,9 +616,17 @@ class Tape:
     # that never use a plan (small ones, scalar loops) do not load them, which keeps import and
     # tiny calls as before.
     _plan = False  # not built yet
-    _ops_pack = None  # the per-op sweeps' pack arrays (`packs.Pack`), built by the gradient
-    # of a replayed tape without a plan (False: too large for one)
+    _ops_pack = None  # `_per_op_pack`, once built
     _swept = False  # a forward sweep has run (without a plan: see _sweep_plan)
+
+    def _per_op_pack(self):
+        """The arrays of the tape's pack without a plan (`packs.Pack`), for the one-call
+        per-op kernels of a replayed tape whose plan was decided against (built on first use);
+        False for tapes of runs.PARALLEL_OPS ops or more (no copy of their arrays)."""
+        pack = self._ops_pack
+        if pack is None:
+            pack = self._ops_pack = len(self) < runs.PARALLEL_OPS and packs.Pack(self).arrays
+        return pack
 
     def _sweep_plan(self):
         """The run plan for this forward sweep: None for the tape's first sweep, the plan
