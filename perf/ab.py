@@ -28,7 +28,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 import jitad  # noqa: E402
-from problems import rosenbrock_problem  # noqa: E402
+from peer_problems import cube_case  # noqa: E402
+from problems import lennard_jones_problem, rosenbrock_problem  # noqa: E402
 
 CALLS = {
     "forward": lambda t, x, v: t.forward(x),
@@ -56,17 +57,22 @@ def other_jitad(rev):
 
 
 def problem(spec):
-    """rosenbrock-N or rosenbrock-loop-N."""
+    """rosenbrock-N, rosenbrock-loop-N, cube-N (sum(x**3)) or lj-P (Lennard-Jones, P
+    particles)."""
     parts = spec.split("-")
-    if parts[0] != "rosenbrock" or len(parts) not in (2, 3):
-        raise SystemExit(f"unknown problem {spec!r}: rosenbrock-N or rosenbrock-loop-N")
-    return rosenbrock_problem(int(parts[-1]), loop=len(parts) == 3)
+    if len(parts) == 2 and parts[0] == "cube":
+        return cube_case(int(parts[1])).p
+    if len(parts) == 2 and parts[0] == "lj":
+        return lennard_jones_problem(int(parts[1]))
+    if parts[0] == "rosenbrock" and len(parts) in (2, 3):
+        return rosenbrock_problem(int(parts[-1]), loop=len(parts) == 3)
+    raise SystemExit(f"unknown problem {spec!r}: rosenbrock-N, rosenbrock-loop-N, cube-N, lj-P")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("rev", help="the other commit (e.g. HEAD~1)")
-    ap.add_argument("problem", help="rosenbrock-N or rosenbrock-loop-N")
+    ap.add_argument("problem", help="rosenbrock-N, rosenbrock-loop-N, cube-N or lj-P")
     ap.add_argument("calls", help="comma-separated: " + ",".join(CALLS))
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--calls-per-round", type=int, default=2000)
