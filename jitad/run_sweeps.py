@@ -263,15 +263,14 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, va
 
 
 @_jit
-def value(B, U, I, C, x, val, y):
-    """`sweeps.value` for a tape's pack with its plan: the run forward sweep without partials,
-    the outputs into y (m,)."""
+def value(B, U, I, C, x, val):
+    """`sweeps.value` for a tape's pack with its plan: the run forward sweep without partials;
+    returns the outputs y (m,)."""
     (n_in, code, param, eptr, arg, coef, tptr, _, _, out, seg, kind, base, stride, flags,
      const, _, _) = packs.unpack(B, U, I, C)
     forward_some(code, param, eptr, arg, coef, tptr, n_in, x, False, True, val, val[:0],
                  val[:0], seg, kind, base, stride, flags, const, SKIP_NONE)
-    for k in range(out.shape[0]):
-        y[k] = val[out[k]]
+    return sweeps.gather(val, out)
 
 
 @_jit

@@ -252,14 +252,13 @@ def value_and_gradient(B, U, I, C, x, val, d1, d2, adj, g):
 
 
 @_jit
-def value(B, U, I, C, x, val, y):
+def value(B, U, I, C, x, val):
     """The forward sweep without partials for a tape's pack without a plan (`packs.Pack`):
-    values into val (n_slots,), the outputs into y (m,), in one call of 7 arguments."""
+    values into val (n_slots,); returns the outputs y (m,) (one call of 6 arguments)."""
     n_in, code, param, eptr, arg, coef, tptr, _, _, out, _, _, _, _, _, _, _, _ = (
         packs.unpack(B, U, I, C))
     forward(code, param, eptr, arg, coef, tptr, n_in, x, False, val, val[:0], val[:0])
-    for k in range(out.shape[0]):
-        y[k] = val[out[k]]
+    return gather(val, out)
 
 
 @_jit

@@ -168,12 +168,12 @@ class Tape:
         key = _WS.point_key
         if key is not None and key[0] == self._uid and key[1] == x.tobytes():
             return sweeps.gather(self._arrays()[0], self._uout)
-        call = self._value_call or self._value_kernel()
+        call = self._value_call
+        if call is None:
+            call = self._value_kernel()
         if call:  # one compiled call on the tape's pack (a line search's hot path)
             val = _WS.views.get((self._uid, "fval")) or self._value_work()
-            y = np.empty(self.n_outputs)
-            call[0](*call[1], x, val[0], y)
-            return y
+            return call[0](*call[1], x, val[0])
         val = workspace.buffer("fval", (self.n_slots,))
         self._forward(x, False, val, val[:0], val[:0], point=False)
         return sweeps.gather(val, self._uout)
@@ -282,8 +282,7 @@ class Tape:
                     return y, g
                 sweeps.forward(self.code, self.param, self._ueptr, self._uarg, self.coef,
                                self._utptr, self.n_inputs, x, True, val, d1, d2)
-                sweeps.reverse1(self._ueptr, self._uarg, d1, self.n_inputs, self._uout, _ONE,
-                                adj)
+                self._reverse1(d1, _ONE, adj)  # (no plan: the per-op sweep)
                 y = val[self.out[0]]
         ws.point_key = (uid, x.tobytes() if xb is None else xb)
         return y, adj[: self.n_inputs].copy()
