@@ -15,6 +15,9 @@ from . import packs
 from .rules import binary_rule, select_rule, unary_rule
 
 _jit = njit(cache=True, error_model="numpy", nogil=True)
+# The one-direction sweeps are compiled without Numba's reference counting (_nrt=False, see
+# run_sweeps.py): they allocate nothing, and their array views only borrow the caller's arrays.
+_fjit = njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 _pjit = njit(cache=True, error_model="numpy", nogil=True, parallel=True)
 
 
@@ -44,7 +47,7 @@ def store_binary(mode, nt, e0, t0, d1, d2, da, db, daa, dab, dbb):
             d2[t0] = dbb
 
 
-@_jit
+@_fjit
 def copy_into(dst, src):
     """dst[:len(src)] = src, as a loop over the slices: the slice assignment costs ~3 s of
     compilation (sparsity.py) and ran 2x slower (0.38 against 0.19 us for 10^3 values)."""
@@ -53,7 +56,7 @@ def copy_into(dst, src):
         d[j] = src[j]
 
 
-@_jit
+@_fjit
 def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, val, d1, d2):
     """Values of all slots into val (n_slots,); with `partials`, also the first partial of every
     edge into d1 (n_edges,) and the second partial of every term into d2 (n_terms,)."""
@@ -67,7 +70,7 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, val, d1, d2):
 LANES_FROM = 8
 
 
-@_jit
+@_fjit
 def lin_lanes(coef, val, arg, e0, e1):
     """sum(coef[e] * val[arg[e]]) over edges e0..e1-1 (at least 4): edge e0 + 4j + l goes
     to lane l, then (lane 0 + lane 1) + (lane 2 + lane 3). `run_sweeps._block_lanes` adds
@@ -92,7 +95,7 @@ def lin_lanes(coef, val, arg, e0, e1):
     return (s0 + s1) + (s2 + s3)
 
 
-@_jit
+@_fjit
 def forward_ops(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0, i1):
     """Ops i0..i1-1 of `forward`, one at a time (also the per-op stretches of `run_sweeps`)."""
     for i in range(i0, i1):
@@ -164,13 +167,13 @@ def gather(val, out):
     return y
 
 
-@_jit
+@_fjit
 def reverse1(eptr, arg, d1, n_in, out, w, adj):
     """Adjoints of all slots into adj (n_slots,) for output weights w (m,): one reverse sweep."""
     reverse1_down_to(eptr, arg, d1, n_in, out, w, adj, 0)
 
 
-@_jit
+@_fjit
 def reverse1_down_to(eptr, arg, d1, n_in, out, w, adj, i0):
     """`reverse1` stopped after op i0: the adjoints of ops i0.. are final (every consumer of
     their slots comes later), those of lower slots are partial."""
@@ -184,14 +187,14 @@ def reverse1_down_to(eptr, arg, d1, n_in, out, w, adj, i0):
             adj[arg[e]] += a * d1[e]
 
 
-@_jit
+@_fjit
 def tangent1(eptr, arg, d1, n_in, v, dot):
     """Tangents of all slots into dot (n_slots,) for one input direction v (n_in,)."""
     copy_into(dot, v)
     tangent1_ops(eptr, arg, d1, n_in, dot, 0, eptr.shape[0] - 1)
 
 
-@_jit
+@_fjit
 def tangent1_ops(eptr, arg, d1, n_in, dot, i0, i1):
     """The tangents of ops i0..i1-1 (`tangent1`), their operands' tangents in dot; ops of
     LANES_FROM edges or more sum in `lin_lanes`' 4 lanes (a mat-vec row's tangent is as
@@ -208,7 +211,7 @@ def tangent1_ops(eptr, arg, d1, n_in, dot, i0, i1):
             dot[n_in + i] = acc
 
 
-@_jit
+@_fjit
 def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar):
     """H_w @ v for one direction v (n_in,) into bar[:n_in]; dot, bar (n_slots,) work arrays.
 
@@ -219,7 +222,7 @@ def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar):
     hvp1_ops(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, 0, eptr.shape[0] - 1)
 
 
-@_jit
+@_fjit
 def hvp1_ops(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, i0, i1):
     """`hvp1`'s reverse sweep over ops i1-1 down to i0: into bar, the first-order
     contributions of each op (its edges in order), then its second-order terms."""
@@ -238,7 +241,7 @@ def hvp1_ops(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, i0, i1):
                 bar[arg[q]] += c * dot[arg[p]]
 
 
-@_jit
+@_fjit
 def value_and_gradient(B, U, I, C, x, val, d1, d2, adj, g):
     """Forward sweep with partials then one reverse sweep, for a tape's pack without a plan
     (`packs.Pack`): returns y, the gradient into g (n_in,) (one dispatch of 10 arguments for
@@ -261,7 +264,7 @@ def value(B, U, I, C, x, val):
     return gather(val, out)
 
 
-@_jit
+@_fjit
 def hvp_at(B, U, I, C, x, sweep, lin_ready, val, d1, d2, adj, w, v, dot, bar, hv):
     """`run_sweeps.hvp_at` for a tape's pack without a plan: H_w @ v into hv (n_in,) in one
     call, the forward sweep at x first with `sweep` (lin_ready is unused: the per-op forward
