@@ -1,6 +1,6 @@
 """Tape optimisation at the end of recording: constant folding, CSE, dead-op elimination.
 
-`optimize_arrays` runs three passes over the flat tape arrays (kernels in `optkernels.py`, one
+`optimize_arrays` runs four passes over the flat tape arrays (kernels in `optkernels.py`, one
 sweep each), in this order because each feeds the next:
 
 1. constant folding: ops whose operands are all constant (CONST ops, ops without edges, and
@@ -12,6 +12,8 @@ sweep each), in this order because each feeds the next:
    (code, param, operands after renaming, coefficients; exactly commutative operand pairs in
    canonical order) is replaced by it.
 3. dead-op elimination: only ops that an output (or a kept slot) depends on stay.
+4. scheduling (`schedule_order`): scalar-loop code is reordered so that its iterations' ops
+   form runs, as array code's do.
 
 Then the live ops are renumbered. **Every array of the tape that references slots goes through
 `remap_slots` with the pass's `slot_map`** (operands, outputs, and any `keep` arrays such as
@@ -28,7 +30,7 @@ import numpy as np
 
 from . import opcodes as oc
 from . import optkernels as ok
-from . import sweeps, workspace
+from . import runs, sweeps, workspace
 from .tape import INDEX
 
 
@@ -70,6 +72,8 @@ class Report:
     folded_edges: int = 0    # edges removed by folding
     merged: int = 0          # ops replaced by an identical earlier op (CSE)
     dead: int = 0            # ops no output depends on (not counting merged ones)
+    absorbed: int = 0        # LIN ops absorbed into the one LIN op reading them (loop sums)
+    scheduled: int = 0       # ops reordered into runs (`schedule_order`), 0 when kept in order
     seconds: float = 0.0
 
 
@@ -242,6 +246,19 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
                np.empty(n_e, INDEX), np.empty(n_e), np.empty(n_live + 1, INDEX),
                np.empty(n_t, INDEX), np.empty(n_t, INDEX))
         ok.compact(code, param, eptr, arg, coef, tptr, ta, tb, n_in, rep, live, slot_map, *new)
+    # 3b. sums of loops: chains of LIN ops into one
+    new, slot_map = _absorb_lin_chains(n_in, new, slot_map, roots, report)
+
+    # 4. scheduling: scalar code into runs
+    order = schedule_order(n_in, new[0], new[2], new[3], new[5])
+    if order is not None:
+        old = new
+        new = tuple(np.empty_like(a) for a in old)  # (old may be the caller's arrays)
+        smap = np.empty(n_slots_after := n_in + order.shape[0], INDEX)
+        ok.permute(*old, n_in, order, smap, *new)
+        live_old = slot_map >= 0
+        slot_map[live_old] = smap[slot_map[live_old]]
+        report.scheduled = n_slots_after - n_in
     new_out = slot_map[out].astype(INDEX)  # outputs are roots: never removed
     new_keep = [remap_slots(k, slot_map, "kept slots") for k in keep]
     report.after = (before if new[0] is before_code else
@@ -250,6 +267,68 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
         _release_work()
     report.seconds = time.perf_counter() - t0
     return Optimized(*new, new_out, new_keep, slot_map, report)
+
+
+def _absorb_lin_chains(n_in, arrays, slot_map, roots, report):
+    """Pass 3b: LIN ops read only by one short LIN op are absorbed into it (`ok.lin_chains`,
+    `ok.absorb`): the running sum s = s + t of a Python loop becomes one sum of its terms, one
+    op instead of a chain of dependent ones. Returns the arrays and the slot_map after it."""
+    code, param, eptr, arg, coef, tptr, ta, tb = arrays
+    n_ops = code.shape[0]
+    if n_ops < 2:
+        return arrays, slot_map
+    n_slots = n_in + n_ops
+    root = np.zeros(n_slots, np.uint8)
+    root[slot_map[roots]] = 1  # (roots are live)
+    absorbed = np.zeros(n_ops, np.uint8)
+    u = np.uint32
+    count = ok.lin_chains(code, eptr.view(u), arg.view(u), n_in, root, absorbed)
+    if not count:
+        return arrays, slot_map
+    nparam, neptr = np.empty(n_ops), np.empty(n_ops + 1, INDEX)
+    narg, ncoef = np.empty(arg.shape[0], INDEX), np.empty(arg.shape[0])
+    nta, ntb = np.empty_like(ta), np.empty_like(tb)
+    stack = (np.empty(n_ops, INDEX), np.empty(n_ops, INDEX), np.empty(n_ops))
+    E = ok.absorb(code, param, eptr, arg, coef, tptr, ta, tb, n_in, absorbed, nparam, neptr,
+                  narg, ncoef, nta, ntb, *stack)
+    narg, ncoef = narg[:E], ncoef[:E]
+    live = np.empty(n_slots, np.uint8)
+    ident = np.arange(n_slots, dtype=INDEX)
+    n_live, n_e, n_t = ok.mark_live(neptr.view(u), narg.view(u), tptr.view(u), n_in,
+                                    ident.view(u), np.flatnonzero(root), live, 0)
+    smap = np.empty(n_slots, INDEX)
+    new = (np.empty(n_live, np.uint8), np.empty(n_live), np.empty(n_live + 1, INDEX),
+           np.empty(n_e, INDEX), np.empty(n_e), np.empty(n_live + 1, INDEX),
+           np.empty(n_t, INDEX), np.empty(n_t, INDEX))
+    ok.compact(code, nparam, neptr, narg, ncoef, tptr, nta, ntb, n_in, ident, live, smap, *new)
+    kept = slot_map >= 0
+    slot_map[kept] = smap[slot_map[kept]]  # (-1 for the absorbed ops' slots)
+    report.absorbed = n_ops - n_live
+    return new, slot_map
+
+
+def schedule_order(n_in, code, eptr, arg, tptr):
+    """A new order of the ops of scalar-loop code, or None to keep the recorded one.
+
+    Array code records runs of one op code over contiguous operands, which the run sweeps
+    (`runs.py`) sweep as tight loops; a Python loop records its iterations one after another,
+    so op codes alternate and no run forms. Ordered by (level in the data flow, code, edge
+    count, term count, recorded position), the iterations' independent ops line up in runs
+    again: the k-th iteration's op at the k-th place of each run, its operands at steps of one
+    when the iterations read consecutive elements. Only tapes large enough for a run plan
+    (runs.MIN_TAPE) whose recorded order has too few runs (`runs.worth_planning`) and whose new
+    order has enough are reordered. Values are computed by the same ops (the same numbers);
+    adjoints are summed in the new reverse order (the same up to rounding)."""
+    n_ops = code.shape[0]
+    if n_ops < runs.MIN_TAPE or runs.worth_planning(code, runs.MIN_RUN):
+        return None
+    level = np.empty(n_ops, np.int32)
+    u = np.uint32
+    ok.levels(eptr.view(u), arg.view(u), n_in, level)
+    order = np.lexsort((np.diff(tptr), np.diff(eptr), code, level))  # stable: last key first
+    if not runs.worth_planning(code[order], runs.MIN_RUN):
+        return None
+    return order.astype(INDEX)
 
 
 # ------------------------------------------------------------------ the report
@@ -301,5 +380,9 @@ def summary(tape):
                   f"{rep.partially_folded} more folded ({rep.folded_edges} edges removed)",
                   f"    CSE               {rep.merged} duplicate ops merged",
                   f"    dead ops          {rep.dead} ops removed",
+                  f"    loop sums         {rep.absorbed} LIN ops absorbed into the sums "
+                  "reading them",
+                  "    scheduling        " + (f"{rep.scheduled} ops reordered into runs"
+                                                 if rep.scheduled else "recorded order kept"),
                   "    time              " + (f"{t:.3g} s" if t >= 1 else f"{t * 1e3:.3g} ms")]
     return "\n".join(lines)

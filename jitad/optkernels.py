@@ -443,3 +443,136 @@ def compact(code, param, eptr, arg, coef, tptr, ta, tb, n_in, rep, live,
     for s in range(n_in, n_in + n_ops):
         if slot_map[s] < 0 and live[rep[s]]:
             slot_map[s] = slot_map[rep[s]]
+
+
+@_jit
+def levels(eptr, arg, n_in, level):
+    """level (n_ops,) := each op's depth in the data flow: 0 when it reads only inputs (or
+    nothing), else 1 + the largest level among the ops it reads."""
+    for i in range(eptr.shape[0] - 1):
+        L = 0
+        for e in range(eptr[i], eptr[i + 1]):
+            s = arg[e]
+            if s >= n_in and level[s - n_in] + 1 > L:
+                L = level[s - n_in] + 1
+        level[i] = L
+
+
+@_jit
+def permute(code, param, eptr, arg, coef, tptr, ta, tb, n_in, order, slot_map, ncode, nparam,
+            neptr, narg, ncoef, ntptr, nta, ntb):
+    """The tape with its ops in `order` (n_ops,), a topological order (every op after the ops
+    it reads): new op k is old op order[k]. slot_map (n_slots,) := the new slot of every old
+    one; operands are renamed through it, term edge indices shift with their op's edges, and
+    the operands of LIN ops of 3 or more edges (no terms) are sorted by slot."""
+    n_ops = code.shape[0]
+    for s in range(n_in):
+        slot_map[s] = s
+    for k in range(n_ops):
+        slot_map[n_in + order[k]] = n_in + k
+    E = 0
+    T = 0
+    neptr[0] = 0
+    ntptr[0] = 0
+    for k in range(n_ops):
+        i = order[k]
+        ncode[k] = code[i]
+        nparam[k] = param[i]
+        e0 = eptr[i]
+        shift = E - e0
+        for e in range(e0, eptr[i + 1]):
+            narg[E] = slot_map[arg[e]]
+            ncoef[E] = coef[e]
+            E += 1
+        if code[i] == oc.LIN and E - (shift + e0) >= 3:
+            # a sum's operands in slot order: a loop's terms are runs of consecutive slots
+            # now, so the sum reads contiguous memory (a BLOCK run, `runs.py`)
+            a = shift + e0
+            perm = np.argsort(narg[a:E], kind="mergesort")
+            sa = narg[a:E][perm]
+            sc = ncoef[a:E][perm]
+            narg[a:E] = sa
+            ncoef[a:E] = sc
+        for t in range(tptr[i], tptr[i + 1]):
+            nta[T] = ta[t] + shift
+            ntb[T] = tb[t] + shift
+            T += 1
+        neptr[k + 1] = E
+        ntptr[k + 1] = T
+
+
+@_jit
+def lin_chains(code, eptr, arg, n_in, root, absorbed):
+    """Mark the LIN ops that their one consumer absorbs (`absorb`): absorbed (n_ops,) uint8 :=
+    1 for a LIN op read by exactly one edge, of a LIN op of at most two edges (s = s + t in a
+    loop; wide sums and mat-vecs absorb nothing, so array code keeps its runs), and not a root
+    (root (n_slots,) uint8: outputs, kept slots). Returns the number marked."""
+    n_ops = code.shape[0]
+    uses = np.zeros(n_in + n_ops, np.int32)
+    for e in range(arg.shape[0]):
+        uses[arg[e]] += 1
+    count = 0
+    for i in range(n_ops):
+        if code[i] != oc.LIN or eptr[i + 1] - eptr[i] > 2:
+            continue
+        for e in range(eptr[i], eptr[i + 1]):
+            s = arg[e]
+            if s >= n_in and code[s - n_in] == oc.LIN and uses[s] == 1 and root[s] == 0:
+                absorbed[s - n_in] = 1
+                count += 1
+    return count
+
+
+@_jit
+def absorb(code, param, eptr, arg, coef, tptr, ta, tb, n_in, absorbed, nparam, neptr, narg,
+           ncoef, nta, ntb, stack_op, stack_e, stack_c):
+    """Each LIN op that reads absorbed LIN ops (`lin_chains`) reads their operands instead,
+    in their place, coefficients multiplied along the way (recursively: a loop's running sum
+    becomes one sum of all its terms); its param gains theirs likewise. Absorbed ops keep no
+    edges (no op reads them any more: dead-op elimination drops them); other ops are copied
+    unchanged. New params, edges and terms into the n* arrays (at most as many edges as before);
+    stack_* (n_ops,) are work arrays. Returns the new edge count."""
+    n_ops = code.shape[0]
+    E = 0
+    T = 0
+    neptr[0] = 0
+    for i in range(n_ops):
+        shift = E - eptr[i]
+        p = param[i]
+        if code[i] == oc.LIN and absorbed[i] == 0:
+            # depth-first over the absorbed operands: frames (op, next edge, multiplier)
+            d = 0
+            stack_op[0] = i
+            stack_e[0] = eptr[i]
+            stack_c[0] = 1.0
+            while d >= 0:
+                j = stack_op[d]
+                e = stack_e[d]
+                if e == eptr[j + 1]:
+                    d -= 1
+                    continue
+                stack_e[d] = e + 1
+                s = arg[e]
+                c = stack_c[d] * coef[e]
+                if s >= n_in and absorbed[s - n_in]:
+                    p += c * param[s - n_in]
+                    d += 1
+                    stack_op[d] = s - n_in
+                    stack_e[d] = eptr[s - n_in]
+                    stack_c[d] = c
+                else:
+                    narg[E] = s
+                    ncoef[E] = c
+                    E += 1
+        elif absorbed[i] == 0:
+            for e in range(eptr[i], eptr[i + 1]):
+                narg[E] = arg[e]
+                ncoef[E] = coef[e]
+                E += 1
+        nparam[i] = p
+        neptr[i + 1] = E
+        for t in range(tptr[i], tptr[i + 1]):
+            nta[T] = ta[t] + shift
+            ntb[T] = tb[t] + shift
+            T += 1
+    return E

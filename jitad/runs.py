@@ -36,7 +36,7 @@ MIN_COVERAGE = 0.25
 # Tapes with fewer ops keep the per-op sweeps: a plan saves a few microseconds there (1.2x on
 # Rosenbrock n = 100), while compiling the run kernels costs ~10 s of CPU once per environment
 # (cached on disk afterwards), which small problems and the cold-start figure should not pay.
-MIN_TAPE = 1000
+MIN_TAPE = 128
 WIDE = 3  # LIN ops with at least this many edges are BLOCK candidates
 # Tapes with this many ops sweep forward on all threads (`run_sweeps.forward_parallel`), each
 # run of at least PARALLEL_MIN_RUN ops split into one chunk per thread: 1.85x on logistic
@@ -140,7 +140,7 @@ def build(code, param, eptr, arg, coef, tptr, n_in, out, min_run=MIN_RUN):
     """The run plan of a tape (arrays as validated by `Tape`): one O(ops + edges) scan, and
     one of `first_writes`."""
     n_ops = code.shape[0]
-    if n_ops == 0 or not _worth_planning(code, min_run):
+    if n_ops == 0 or not worth_planning(code, min_run):
         return Plan([0, n_ops], [OPS] if n_ops else [], np.zeros((min(n_ops, 1), 2)),
                     np.zeros((min(n_ops, 1), 2)))
     # two passes of one scan: count the segments, then fill arrays of that size (a plan of
@@ -225,7 +225,7 @@ def first_writes(eptr, arg, n_in, out, seg, kind, base, stride, flags):
             flags[r] |= COVERED
 
 
-def _worth_planning(code, min_run):
+def worth_planning(code, min_run):
     """Cheap first look: whether stretches of one op code of at least min_run ops (the only
     places runs can be) hold MIN_COVERAGE of the ops. Scalar-loop code, whose codes alternate,
     skips the full analysis."""

@@ -445,3 +445,95 @@ def test_guard_operands_stay_alive_and_are_renumbered():
     with pytest.raises(jitad.BranchChangedError):
         t.gradient(z)
     assert_same_function(t, t0, X0)
+
+
+def loop_rosenbrock(x):
+    s = 0.0
+    for i in range(x.shape[0] - 1):
+        a = x[i + 1] - x[i] * x[i]
+        b = 1.0 - x[i]
+        s = s + 100.0 * a * a + b * b
+    return s
+
+
+def test_loop_sums_become_one_sum():
+    """The running sum of a Python loop (a chain of LIN ops, each read once) is absorbed into
+    one LIN op over all its terms: the same function, and no LIN op reads another one that
+    nothing else reads."""
+    x = np.random.default_rng(3).uniform(-1.2, 1.2, 12)
+    t, t0 = both(loop_rosenbrock, x)
+    # per iteration: s + (100 a) * a, then + b * b, and the 100 a of the first: 2 * 11 - 1
+    # chain ops and 11 scalings are read once by a LIN op
+    assert t.optimization.absorbed == 2 * 11 - 1
+    assert len(t) == len(t0) - 21
+    lin = np.flatnonzero(t.code == oc.LIN)
+    last = int(lin[np.argmax(np.diff(t.eptr)[lin])])
+    assert t.eptr[last + 1] - t.eptr[last] == 2 * 11  # the sum of the 22 squares
+    for z in (x, np.cos(np.arange(12.0))):
+        assert_same_function(t, t0, z)
+        ref = sum(100.0 * (z[i + 1] - z[i] ** 2) ** 2 + (1 - z[i]) ** 2 for i in range(11))
+        assert_close(t.forward(z), [ref], rtol=1e-14)
+    assert_fixed_point(t)
+
+
+def test_loop_sum_keeps_terms_read_elsewhere():
+    """A partial sum that two ops read (s) or that an output reads (u) is not absorbed; the
+    scaling read once by a sum (s * 2.0) is."""
+    def f(x):
+        s = x[0] + x[1]
+        u = s + x[2]
+        return u * x[0], s * 2.0 + u
+    t, t0 = both(f, X0)
+    assert t.optimization.absorbed == 1 and len(t) == len(t0) - 1
+    assert_same_function(t, t0, X1)
+
+
+@pytest.mark.parametrize("n", [60, 150])
+def test_scalar_loops_are_scheduled_into_runs(n):
+    """A scalar loop's ops are reordered (level, code) so that its iterations form runs; the
+    tape computes the same function, bitwise the same values, and its run plan covers it."""
+    from jitad import runs
+    x = np.random.default_rng(4).uniform(-1.2, 1.2, n)
+    t, t0 = both(loop_rosenbrock, x)
+    assert len(t) >= runs.MIN_TAPE and t.optimization.scheduled == len(t)
+    assert not runs.worth_planning(t0.code, runs.MIN_RUN) and runs.worth_planning(t.code,
+                                                                                   runs.MIN_RUN)
+    for z in (x, np.sin(np.arange(float(n)))):
+        assert_same_function(t, t0, z)
+        t.gradient(z)
+        t.gradient(z)  # the second sweep builds the run plan
+    plan = t._runs()
+    assert plan is not None and plan.coverage() > 0.6
+    runs.check(plan, t.code, t.eptr, t.arg, t.n_inputs)
+    z = np.cos(np.arange(float(n)))
+    assert_same_function(t, t0, z)  # swept over the plan
+    assert_fixed_point(t)
+
+
+def test_array_code_keeps_its_recorded_order():
+    def f(x):
+        return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    t = jitad.record(f, np.linspace(-1, 1, 300))
+    assert t.optimization.scheduled == 0
+
+
+def test_scheduled_loop_with_a_branch_keeps_its_guards():
+    """Guards' slots follow the reordering: a branch taken inside a scheduled loop is still
+    checked at every point."""
+    def f(x):
+        s = 0.0
+        for i in range(x.shape[0] - 1):
+            a = x[i + 1] - x[i] * x[i]
+            s = s + a * a
+        if x[3] > 0.0:
+            return s * 2.0
+        return s
+    x = np.random.default_rng(5).uniform(0.1, 1.0, 100)
+    t, t0 = both(f, x)
+    assert t.optimization.scheduled == len(t) and t.n_guards == 1
+    assert_same_function(t, t0, x[::-1].copy())
+    z = x.copy()
+    z[3] = -0.5
+    assert t.failing_guard(z) == t0.failing_guard(z) == 0
+    with pytest.raises(jitad.BranchChangedError):
+        t.gradient(z)

@@ -16,11 +16,11 @@ C = np.linspace(0.5, 2.0, 24)
 
 
 def big(x):
-    """n = 64 and ~3600 ops: 64 HVP directions here run the prange path (n * n_slots is above
+    """n = 64 and ~3300 ops: 64 HVP directions here run the prange path (n * n_slots is above
     tape.SERIAL_WORK), so concurrent parallel regions are exercised too; dense Hessians take
     the interaction path (`interaction.py`)."""
     s = 0.0
-    for c in C[:12]:
+    for c in C[:14]:
         s = s + np.sin(c * x) * x
     return np.sum(s ** 2) + np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
