@@ -135,7 +135,7 @@ def bench_case(case, libs, target, batches):
                 rows[op].cells[col] = f"wrong (rel err {err:.0e})"
                 continue
             rows[op].cells[col] = peer_table.measure(entry.fn, entry.args, target, batches,
-                                                     warm_up=True)  # a second call: a tape builds its run plan then
+                                                     warm_up=True)
         log(f"  {case.key}: {lib.name} ({time.perf_counter() - t0:.1f} s)")
     return [rows[op] for op in peer_libs.OPS]
 

@@ -46,12 +46,16 @@ class Row:
 
 
 def measure(f, arglist, target=TARGET, batches=BATCHES, warm_up=True):
-    """Stats of f(*a), a cycling over arglist (a list of argument tuples). Warms up once (unless
-    warm_up=False: the caller already called it); calls are timed in batches of about
+    """Stats of f(*a), a cycling over arglist (a list of argument tuples). Warms up with three
+    calls (unless warm_up=False: the caller already called it): a jitad tape decides its run
+    plan at its second sweep and compiles the kernels of that plan at its next call, which
+    took ~1 s as the calibration call (a 1.2 s median for tape.forward in an earlier
+    RESULTS.md); calls are timed in batches of about
     target/batches seconds. Slow calls get one call per batch and at least 3 batches (2 when a
     call takes over SLOW seconds), the calibration call counting as the first."""
     if warm_up:
-        f(*arglist[0])
+        for k in range(3):
+            f(*arglist[k % len(arglist)])
     number, t = 1, run_calls(f, arglist[:1])
     while t < 0.002 and number < 10**7:  # calibrate on a batch of at least ~2 ms
         number *= 10
