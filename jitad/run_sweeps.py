@@ -16,8 +16,8 @@ from numba import njit, prange
 from . import opcodes as oc
 from . import packs, sweeps
 from .rules import binary_rule, multiply_partials, square_partials, unary_rule
-from .runs import (BLOCK, COVERED, ELEM, FIRST0, FIRST1, OPS, SAME_COEF, SAME_PARAM,
-                   SKIP_NONE, disjoint)
+from .runs import (BLOCK, COVERED, ELEM, FIRST0, FIRST1, FUSE_CHUNK, FUSED, OPS, SAME_COEF,
+                   SAME_PARAM, SKIP_NONE, disjoint)
 
 # The sweeps allocate nothing, so they are compiled without Numba's reference counting
 # (_nrt=False): every array view (a run's operands, a pack's arrays) otherwise costs an
@@ -302,15 +302,47 @@ def forward_some(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_read
     Their values are then missing from val."""
     lin_d1 = partials and not lin_ready
     sweeps.copy_into(val, x)
-    some = skip.shape[0] > 0
-    for r in range(kind.shape[0]):
+    R = kind.shape[0]
+    r = 0
+    while r < R:
         if kind[r] == OPS:
             _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, seg[r],
                          seg[r + 1])
-        elif not (some and skip[r]):
-            _run(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg[r],
-                 seg[r + 1], kind[r], base[r, 0], stride[r, 0], base[r, 1], stride[r, 1],
-                 flags[r], const[r, 0], const[r, 1], const[r, 2])
+            r += 1
+            continue
+        r1 = _stretch_end(flags, r)
+        _stretch(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg, kind,
+                 base, stride, flags, const, skip, r, r1, 0, seg[r + 1] - seg[r])
+        r = r1
+
+
+@_jit
+def _stretch_end(flags, r):
+    """The end of the stretch of runs that starts at run r (`runs.fused_stretches`)."""
+    r1 = r + 1
+    while r1 < flags.shape[0] and (flags[r1] & FUSED) != 0:
+        r1 += 1
+    return r1
+
+
+@_jit
+def _stretch(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg, kind,
+             base, stride, flags, const, skip, r0, r1, a, b):
+    """Ops a..b-1 of each run r0..r1-1 of a stretch (`runs.fused_stretches`), runs skip[r]
+    left out: chunk by chunk of runs.FUSE_CHUNK ops, every run's chunk in turn (a single run:
+    in one piece)."""
+    some = skip.shape[0] > 0
+    step = b - a if r1 == r0 + 1 else FUSE_CHUNK
+    for c0 in range(a, b, max(step, 1)):
+        c1 = min(b, c0 + step)
+        for r in range(r0, r1):
+            if some and skip[r]:
+                continue
+            i0 = seg[r]
+            _run(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, i0 + c0,
+                 i0 + c1, kind[r], base[r, 0] + c0 * stride[r, 0], stride[r, 0],
+                 base[r, 1] + c0 * stride[r, 1], stride[r, 1], flags[r], const[r, 0],
+                 const[r, 1], const[r, 2])
 
 
 @_ijit
@@ -327,45 +359,34 @@ def _run(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, i0,
         _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, i0, i1, b0, s0)
 
 
-@_jit
-def _run_chunk(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg, kind,
-               base, stride, flags, const, r, part, n_parts):
-    """Chunk `part` of n_parts of ELEM or BLOCK run r (its ops are independent of each other:
-    a run never reads its own outputs), swept as a run of its own."""
-    i0 = seg[r]
-    n = seg[r + 1] - i0
-    a = i0 + n * part // n_parts
-    b = i0 + n * (part + 1) // n_parts
-    if b == a:
-        return
-    off = a - i0  # the chunk's operands start off steps further along the run's
-    _run(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, a, b, kind[r],
-         base[r, 0] + off * stride[r, 0], stride[r, 0], base[r, 1] + off * stride[r, 1],
-         stride[r, 1], flags[r], const[r, 0], const[r, 1], const[r, 2])
-
-
 @njit(cache=True, error_model="numpy", nogil=True, parallel=True)
 def forward_parallel(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, val, d1,
                      d2, seg, kind, base, stride, flags, const, skip, n_parts, min_ops):
-    """`forward_some` with every run of at least min_ops ops split into n_parts chunks swept
-    by threads (the same values and partials, bitwise: each op is computed the same way)."""
+    """`forward_some` with every stretch of runs of at least min_ops ops each split into
+    n_parts parts swept by threads, a part of every run of the stretch per thread (the same
+    values and partials, bitwise: each op is computed the same way)."""
     lin_d1 = partials and not lin_ready
     sweeps.copy_into(val, x)
-    some = skip.shape[0] > 0
-    for r in range(kind.shape[0]):
+    R = kind.shape[0]
+    r = 0
+    while r < R:
         i0 = seg[r]
-        i1 = seg[r + 1]
+        n = seg[r + 1] - i0
         if kind[r] == OPS:
-            _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0, i1)
-        elif some and skip[r]:
+            _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0,
+                         i0 + n)
+            r += 1
             continue
-        elif i1 - i0 >= min_ops:
+        r1 = _stretch_end(flags, r)
+        if n >= min_ops:
             for part in prange(n_parts):
-                _run_chunk(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2,
-                           seg, kind, base, stride, flags, const, r, part, n_parts)
+                _stretch(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg,
+                         kind, base, stride, flags, const, skip, r, r1, n * part // n_parts,
+                         n * (part + 1) // n_parts)
         else:
-            _run_chunk(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg,
-                       kind, base, stride, flags, const, r, 0, 1)
+            _stretch(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg,
+                     kind, base, stride, flags, const, skip, r, r1, 0, n)
+        r = r1
 
 
 @_jit

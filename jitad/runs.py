@@ -53,6 +53,11 @@ SAME_PARAM, SAME_COEF = 1, 2
 # the first contributions to its slots (assigned, not added); every output slot of the
 # segment gets its first contribution so (reverse1 need not zero them)
 FIRST0, FIRST1, COVERED = 4, 8, 16
+# ... and for the forward sweeps (`fused_stretches`): this ELEM run continues the stretch of
+# the runs before it, swept together chunk by chunk (FUSE_CHUNK ops of each run in turn)
+FUSED = 32
+FUSE_CHUNK = 1024
+MAX_STRETCH = 32  # runs per stretch (bounds the plan-time overlap test)
 
 
 class Plan:
@@ -157,6 +162,7 @@ def build(code, param, eptr, arg, coef, tptr, n_in, out, min_run=MIN_RUN):
     _scan(code, param, eptr, arg, coef, tptr, n_in, min_run, True, seg, kind, base, stride,
           flags, const)
     first_writes(eptr, arg, n_in, out, seg, kind, base, stride, flags)
+    fused_stretches(eptr, n_in, seg, kind, base, stride, flags)
     return Plan(seg, kind, base, stride, flags, const)
 
 
@@ -223,6 +229,34 @@ def first_writes(eptr, arg, n_in, out, seg, kind, base, stride, flags):
                 break
         if covered:
             flags[r] |= COVERED
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def fused_stretches(eptr, n_in, seg, kind, base, stride, flags):
+    """Add FUSED to the flags of each ELEM run that can be swept chunk by chunk together with
+    the ELEM runs before it (a *stretch*): it has their op count, and each of its operand
+    positions either reads none of their outputs or reads one run's outputs in step (stride 1,
+    op k reads that run's op k), so that chunk [c0, c1) of every run needs only chunks up to
+    [c0, c1) of the runs before. The forward sweeps then keep a chunk's operands in cache
+    instead of streaming every run through memory (Rosenbrock 10^5: 6 runs of 8 MB each);
+    the values and partials are the same, op by op."""
+    s0 = -1  # the stretch's first run
+    for r in range(kind.shape[0]):
+        n = seg[r + 1] - seg[r]
+        ok = (kind[r] == ELEM and s0 >= 0 and r - s0 < MAX_STRETCH
+              and n == seg[s0 + 1] - seg[s0])
+        if ok:
+            for p in range(eptr[seg[r] + 1] - eptr[seg[r]]):
+                b = base[r, p]
+                hi = b + (n - 1) * stride[r, p]
+                for q in range(s0, r):
+                    o = n_in + seg[q]
+                    if hi >= o and b <= o + n - 1 and not (stride[r, p] == 1 and b == o):
+                        ok = False
+        if ok:
+            flags[r] |= FUSED
+        else:
+            s0 = r if kind[r] == ELEM else -1
 
 
 def worth_planning(code, min_run):

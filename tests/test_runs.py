@@ -542,3 +542,28 @@ def test_weighted_sums_split_over_threads_keep_their_weights():
         plan = plan_of(tape, 1)
         assert runs.BLOCK in plan.kind
         assert_same_sweeps(tape, plan, rng.normal(size=n))
+
+
+def test_stretches_of_runs_are_swept_chunk_by_chunk():
+    """ELEM runs of one op count whose operands are the outputs of the runs before them, in
+    step, continue their stretch (runs.FUSED) and the forward sweeps take them
+    runs.FUSE_CHUNK ops at a time, every run's chunk in turn: bitwise the per-op sweeps on a
+    tape longer than a chunk. A run reading one element of an earlier run's outputs (stride
+    0, here the last one: computed in the last chunk) starts a new stretch."""
+    n = 2 * runs.FUSE_CHUNK + 300
+    x = np.linspace(-1.0, 1.0, n)
+    tape = jitad.record(problems.rosenbrock, x)
+    plan = plan_of(tape)
+    # x[:-1]**2, x[1:] - it, its square, 1 - x[:-1], its square, 100 a + b; the sum
+    assert [bool(f & runs.FUSED) for f in plan.flags] == [False] + [True] * 5 + [False]
+    assert_same_sweeps(tape, plan, x[::-1].copy())
+
+    def broadcast(x):
+        s = np.sin(x)
+        return np.sum(np.cos(s) * s[-1])
+
+    tape = jitad.record(broadcast, x)
+    plan = plan_of(tape)
+    assert kinds(plan)[:3] == [(runs.ELEM, n)] * 3  # sin, cos, multiply
+    assert [bool(f & runs.FUSED) for f in plan.flags[:3]] == [False, True, False]
+    assert_same_sweeps(tape, plan, x * 0.7)
