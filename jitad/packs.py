@@ -1,29 +1,35 @@
-"""Packs: a tape's and its run plan's constant arrays concatenated by dtype, for the one-call
+"""Packs: a tape's and its run plan's constant arrays in one byte buffer, for the one-call
 kernels of small tapes: `gradient`, `hvp_at` and `value` of `run_sweeps` (with a plan) and
 `value_and_gradient`, `hvp_at` and `value` of `sweeps` (without).
 
-A compiled call unboxes each array argument, 80-120 ns apiece on this machine: the 23 arguments
-of the one-call gradient cost 1.9-2.7 us per call, as much as half its kernel on a 10^3-input
-Rosenbrock. The 15 constant arrays (five dtypes) go into four, built once per tape; `unpack`,
-inlined into the kernels, slices them back (views, no copies), so the kernels they call keep
-their signatures and compiled code. Packs are built only for tapes under runs.PARALLEL_OPS ops
-(those the one-call kernels sweep), so the copies of the index arrays stay small.
+A compiled call unboxes each array argument, 50-120 ns apiece on these machines: the 23
+arguments of the one-call gradient cost 1.9-2.7 us per call, as much as half its kernel on a
+10^3-input Rosenbrock. The 15 constant arrays (five dtypes) go into one uint8 array, built once
+per tape, in sections by dtype, each starting at a multiple of 8 bytes; `unpack`, inlined into
+the kernels, views them back (no copies), so the kernels they call keep their signatures and
+compiled code. Packs are built only for tapes under runs.PARALLEL_OPS ops (those the one-call
+kernels sweep), so the copies of the index arrays stay small.
 """
 import numpy as np
 from numba import njit
 
 from . import runs
 
-# U[:HEADER]: n_in, n_ops, n_edges, n_terms, n_out, and R, the run plan's segment count
+# the first HEADER int64: n_in, n_ops, n_edges, n_terms, n_out, and R, the plan's segment count
 HEADER = 6
 
 
+def _pad8(nbytes):
+    return -nbytes % 8
+
+
 class Pack:
-    """arrays = (B, U, I, C): B uint8 [code | kind | flags | value-free mask] (R each but
-    code); U uint32 [header | eptr | arg | tptr | ta | tb | out]; I int64 [seg | base |
-    stride] (R+1, 2R, 2R); C float64 [param | coef | const (3R) | 1.0 (the weight of a
-    gradient's single output)]. skips: whether the plan has value-free runs
-    (`runs.Plan.value_free`) for a derivative-only sweep to skip."""
+    """arrays = (P,): P uint8 holds, at offsets that are multiples of 8, the sections
+    header (int64, HEADER); C float64 [param | coef | const (3R) | 1.0 (the weight of a
+    gradient's single output)]; I int64 [seg | base | stride] (R+1, 2R, 2R); U uint32 [eptr |
+    arg | tptr | ta | tb | out]; B uint8 [code | kind | flags | value-free mask] (R each but
+    code). skips: whether the plan has value-free runs (`runs.Plan.value_free`) for a
+    derivative-only sweep to skip."""
 
     def __init__(self, tape, plan=None):
         if plan is None:  # for the per-op kernels of sweeps.py: R = 0
@@ -33,35 +39,50 @@ class Pack:
             free = plan.value_free(tape.code, tape.eptr, tape.arg, tape.n_inputs)
         self.skips = bool(free.shape[0])
         R = len(plan)
+        header = np.array([tape.n_inputs, tape.code.shape[0], tape.arg.shape[0],
+                           tape.ta.shape[0], tape.out.shape[0], R], dtype=np.int64)
+        C = np.concatenate((tape.param, tape.coef, plan.const.ravel(), [1.0]))
+        I = np.concatenate((plan.seg, plan.base.ravel(), plan.stride.ravel()))
+        U = np.concatenate((tape._ueptr, tape._uarg, tape._utptr, tape._uta, tape._utb,
+                            tape._uout))
         B = np.concatenate((tape.code, plan.kind.view(np.uint8), plan.flags.view(np.uint8),
                             free if self.skips else np.zeros(R, np.uint8)))
-        header = np.array([tape.n_inputs, tape.code.shape[0], tape.arg.shape[0],
-                           tape.ta.shape[0], tape.out.shape[0], R], dtype=np.uint32)
-        U = np.concatenate((header, tape._ueptr, tape._uarg, tape._utptr, tape._uta, tape._utb,
-                            tape._uout))
-        I = np.concatenate((plan.seg, plan.base.ravel(), plan.stride.ravel()))
-        C = np.concatenate((tape.param, tape.coef, plan.const.ravel(), [1.0]))
-        assert (B.dtype, U.dtype, I.dtype, C.dtype) == (np.uint8, np.uint32, np.int64,
-                                                         np.float64)
-        self.arrays = (B, U, I, C)
+        assert (C.dtype, I.dtype, U.dtype, B.dtype) == (np.float64, np.int64, np.uint32,
+                                                         np.uint8)
+        parts = []
+        for a in (header, C, I, U, B):
+            parts += [a.view(np.uint8), np.zeros(_pad8(a.nbytes), np.uint8)]
+        self.arrays = (np.concatenate(parts),)
 
 
 _NO_PLAN = runs.Plan([0], [], np.zeros((0, 2)), np.zeros((0, 2)))
 
 
 @njit(cache=True, nogil=True, inline="always")
-def unpack(B, U, I, C):
+def unpack(P):
     """(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, seg, kind, base, stride, flags,
-    const, free, one): views of a `Pack`'s arrays, as the Tape and its plan hold them."""
-    n_in = np.int64(U[0])
-    n_ops = np.int64(U[1])
-    n_e = np.int64(U[2])
-    n_t = np.int64(U[3])
-    m = np.int64(U[4])
-    R = np.int64(U[5])
-    a = HEADER
-    eptr = U[a:a + n_ops + 1]
-    a += n_ops + 1
+    const, free, one): views of a `Pack`'s buffer, as the Tape and its plan hold them."""
+    H = P[:8 * HEADER].view(np.int64)
+    n_in = H[0]
+    n_ops = H[1]
+    n_e = H[2]
+    n_t = H[3]
+    m = H[4]
+    R = H[5]
+    a = 8 * HEADER
+    nC = n_ops + n_e + 3 * R + 1
+    C = P[a:a + 8 * nC].view(np.float64)
+    a += 8 * nC
+    nI = 5 * R + 1
+    I = P[a:a + 8 * nI].view(np.int64)
+    a += 8 * nI
+    nU = 2 * (n_ops + 1) + n_e + 2 * n_t + m
+    U = P[a:a + 4 * nU].view(np.uint32)
+    a += 4 * nU
+    a += -a % 8
+    B = P[a:a + n_ops + 3 * R]
+    eptr = U[:n_ops + 1]
+    a = n_ops + 1
     arg = U[a:a + n_e]
     a += n_e
     tptr = U[a:a + n_ops + 1]

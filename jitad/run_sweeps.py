@@ -284,11 +284,11 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, va
 
 
 @_ajit
-def value(B, U, I, C, x, val):
+def value(P, x, val):
     """`sweeps.value` for a tape's pack with its plan: the run forward sweep without partials;
     returns the outputs y (m,)."""
     (n_in, code, param, eptr, arg, coef, tptr, _, _, out, seg, kind, base, stride, flags,
-     const, _, _) = packs.unpack(B, U, I, C)
+     const, _, _) = packs.unpack(P)
     forward_some(code, param, eptr, arg, coef, tptr, n_in, x, False, True, val, val[:0],
                  val[:0], seg, kind, base, stride, flags, const, SKIP_NONE)
     return sweeps.gather(val, out)
@@ -303,11 +303,13 @@ def forward_some(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_read
     lin_d1 = partials and not lin_ready
     sweeps.copy_into(val, x)
     R = kind.shape[0]
+    some = skip.shape[0] > 0
     r = 0
     while r < R:
         if kind[r] == OPS:
-            _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, seg[r],
-                         seg[r + 1])
+            if not (some and skip[r]):
+                _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2,
+                             seg[r], seg[r + 1])
             r += 1
             continue
         r1 = _stretch_end(flags, r)
@@ -368,13 +370,15 @@ def forward_parallel(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_
     lin_d1 = partials and not lin_ready
     sweeps.copy_into(val, x)
     R = kind.shape[0]
+    some = skip.shape[0] > 0
     r = 0
     while r < R:
         i0 = seg[r]
         n = seg[r + 1] - i0
         if kind[r] == OPS:
-            _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0,
-                         i0 + n)
+            if not (some and skip[r]):
+                _ops_forward(code, param, eptr, arg, coef, tptr, n_in, partials, val, d1, d2, i0,
+                             i0 + n)
             r += 1
             continue
         r1 = _stretch_end(flags, r)
@@ -390,13 +394,13 @@ def forward_parallel(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_
 
 
 @_jit
-def gradient(B, U, I, C, x, lin_ready, skip_free, val, d1, d2, adj, g):
+def gradient(P, x, lin_ready, skip_free, val, d1, d2, adj, g):
     """`forward_some` with partials, then `reverse1`, for a tape's pack (`packs.Pack`): the
     gradient of its single output into g (n_in,) and the adjoints into adj (n_slots,), in one
     call (two calls cost a microsecond more in argument unboxing, a tenth of a 10^3-input
     Rosenbrock gradient). skip_free: skip the value-free runs (needs lin_ready)."""
     (n_in, code, param, eptr, arg, coef, tptr, _, _, out, seg, kind, base, stride, flags,
-     const, free, one) = packs.unpack(B, U, I, C)
+     const, free, one) = packs.unpack(P)
     skip = free if skip_free else free[:0]
     forward_some(code, param, eptr, arg, coef, tptr, n_in, x, True, lin_ready, val, d1, d2,
                  seg, kind, base, stride, flags, const, skip)
@@ -675,12 +679,12 @@ def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, code, seg, kin
 
 
 @_jit
-def hvp_at(B, U, I, C, x, sweep, lin_ready, val, d1, d2, adj, w, v, dot, bar, hv):
+def hvp_at(P, x, sweep, lin_ready, val, d1, d2, adj, w, v, dot, bar, hv):
     """H_w @ v into hv (n_in,) in one call, for a tape's pack (`packs.Pack`): with `sweep`,
     the forward sweep at x first (else val, d1, d2 hold x's values and partials); then the
     adjoints for w into adj, and `hvp1`."""
     (n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, seg, kind, base, stride, flags,
-     const, _, _) = packs.unpack(B, U, I, C)
+     const, _, _) = packs.unpack(P)
     if sweep:
         forward_some(code, param, eptr, arg, coef, tptr, n_in, x, True, lin_ready, val, d1, d2,
                      seg, kind, base, stride, flags, const, SKIP_NONE)

@@ -99,8 +99,8 @@ class Plan:
         return float(lengths[self.kind != OPS].sum() / n)
 
     def value_free(self, code, eptr, arg, n_in):
-        """(R,) uint8: 1 for the runs of LIN ops whose values no derivative reads (kept on the
-        plan). Derivative-only sweeps (`run_sweeps.forward_some`) skip them: their partials
+        """(R,) uint8: 1 for the runs (and per-op segments) of LIN ops whose values no
+        derivative reads (kept on the plan). Derivative-only sweeps (`run_sweeps.forward_some`) skip them: their partials
         are their coefficients, and only the function value needs them (a final sum, and the
         linear combinations feeding it only). SKIP_NONE (empty) when there are none."""
         skip = self.__dict__.get("_value_free")
@@ -129,9 +129,7 @@ def _value_free_runs(code, eptr, arg, n_in, seg, kind):
             for e in range(eptr[i], eptr[i + 1]):
                 need[arg[e]] = 1
     skip = np.zeros(kind.shape[0], np.uint8)
-    for r in range(kind.shape[0]):
-        if kind[r] == OPS:
-            continue
+    for r in range(kind.shape[0]):  # (per-op segments too: a scheduled loop's final sum)
         free = True
         for i in range(seg[r], seg[r + 1]):
             if code[i] != oc.LIN or need[n_in + i]:

@@ -242,12 +242,12 @@ def hvp1_ops(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, i0, i1):
 
 
 @_fjit
-def value_and_gradient(B, U, I, C, x, val, d1, d2, adj, g):
+def value_and_gradient(P, x, val, d1, d2, adj, g):
     """Forward sweep with partials then one reverse sweep, for a tape's pack without a plan
     (`packs.Pack`): returns y, the gradient into g (n_in,) (one dispatch of 10 arguments for
     small tapes: their unboxing is a tenth of a 100-input Rosenbrock gradient)."""
     n_in, code, param, eptr, arg, coef, tptr, _, _, out, _, _, _, _, _, _, _, one = (
-        packs.unpack(B, U, I, C))
+        packs.unpack(P))
     forward(code, param, eptr, arg, coef, tptr, n_in, x, True, val, d1, d2)
     reverse1(eptr, arg, d1, n_in, out, one, adj)
     copy_into(g, adj[:n_in])
@@ -255,22 +255,22 @@ def value_and_gradient(B, U, I, C, x, val, d1, d2, adj, g):
 
 
 @_jit
-def value(B, U, I, C, x, val):
+def value(P, x, val):
     """The forward sweep without partials for a tape's pack without a plan (`packs.Pack`):
     values into val (n_slots,); returns the outputs y (m,) (one call of 6 arguments)."""
     n_in, code, param, eptr, arg, coef, tptr, _, _, out, _, _, _, _, _, _, _, _ = (
-        packs.unpack(B, U, I, C))
+        packs.unpack(P))
     forward(code, param, eptr, arg, coef, tptr, n_in, x, False, val, val[:0], val[:0])
     return gather(val, out)
 
 
 @_fjit
-def hvp_at(B, U, I, C, x, sweep, lin_ready, val, d1, d2, adj, w, v, dot, bar, hv):
+def hvp_at(P, x, sweep, lin_ready, val, d1, d2, adj, w, v, dot, bar, hv):
     """`run_sweeps.hvp_at` for a tape's pack without a plan: H_w @ v into hv (n_in,) in one
     call, the forward sweep at x first with `sweep` (lin_ready is unused: the per-op forward
     sweep writes every partial)."""
     n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, _, _, _, _, _, _, _, _ = (
-        packs.unpack(B, U, I, C))
+        packs.unpack(P))
     if sweep:
         forward(code, param, eptr, arg, coef, tptr, n_in, x, True, val, d1, d2)
     reverse1(eptr, arg, d1, n_in, out, w, adj)

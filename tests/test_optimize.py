@@ -507,6 +507,14 @@ def test_scalar_loops_are_scheduled_into_runs(n):
     runs.check(plan, t.code, t.eptr, t.arg, t.n_inputs)
     z = np.cos(np.arange(float(n)))
     assert_same_function(t, t0, z)  # swept over the plan
+    # the loop's sum is a per-op segment of its own, which only the value reads: a gradient
+    # skips it (and caches no point), bitwise value_and_gradient's gradient
+    free = plan.value_free(t.code, t.eptr, t.arg, t.n_inputs)
+    assert plan.kind[-1] == runs.OPS and free[-1] and free.sum() == 1
+    t.gradient(z)  # (d1 then holds this tape's LIN partials: the skip needs them)
+    g = t.gradient(z * 0.5)
+    assert jitad.workspace.local().point_key is None
+    np.testing.assert_array_equal(g, t.value_and_gradient(z * 0.5)[1])
     assert_fixed_point(t)
 
 
