@@ -244,7 +244,7 @@ def hvp1_ops(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, i0, i1):
 @_fjit
 def value_and_gradient(P, x, val, d1, d2, adj, g):
     """Forward sweep with partials then one reverse sweep, for a tape's pack without a plan
-    (`packs.Pack`): returns y, the gradient into g (n_in,) (one dispatch of 10 arguments for
+    (`packs.Pack`): returns y, the gradient into g (n_in,) (one dispatch of 7 arguments for
     small tapes: their unboxing is a tenth of a 100-input Rosenbrock gradient)."""
     n_in, code, param, eptr, arg, coef, tptr, _, _, out, _, _, _, _, _, _, _, one = (
         packs.unpack(P))
@@ -257,7 +257,7 @@ def value_and_gradient(P, x, val, d1, d2, adj, g):
 @_jit
 def value(P, x, val):
     """The forward sweep without partials for a tape's pack without a plan (`packs.Pack`):
-    values into val (n_slots,); returns the outputs y (m,) (one call of 6 arguments)."""
+    values into val (n_slots,); returns the outputs y (m,) (one call of 3 arguments)."""
     n_in, code, param, eptr, arg, coef, tptr, _, _, out, _, _, _, _, _, _, _, _ = (
         packs.unpack(P))
     forward(code, param, eptr, arg, coef, tptr, n_in, x, False, val, val[:0], val[:0])
