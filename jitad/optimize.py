@@ -1,6 +1,6 @@
 """Tape optimisation at the end of recording: constant folding, CSE, dead-op elimination.
 
-`optimize_arrays` runs four passes over the flat tape arrays (kernels in `optkernels.py`, one
+`optimize_arrays` runs five passes over the flat tape arrays (kernels in `optkernels.py`, one
 sweep each), in this order because each feeds the next:
 
 1. constant folding: ops whose operands are all constant (CONST ops, ops without edges, and
@@ -11,8 +11,10 @@ sweep each), in this order because each feeds the next:
 2. common-subexpression elimination (value numbering): an op identical to an earlier one
    (code, param, operands after renaming, coefficients; exactly commutative operand pairs in
    canonical order) is replaced by it.
-3. dead-op elimination: only ops that an output (or a kept slot) depends on stay.
-4. scheduling (`schedule_order`): scalar-loop code is reordered so that its iterations' ops
+3. loop sums (`_absorb_lin_chains`): a LIN op read only by one LIN op of at most two edges is
+   absorbed into it; the running sum of a Python loop becomes one sum of its terms.
+4. dead-op elimination: only ops that an output (or a kept slot) depends on stay.
+5. scheduling (`schedule_order`): scalar-loop code is reordered so that its iterations' ops
    form runs, as array code's do.
 
 Then the live ops are renumbered. **Every array of the tape that references slots goes through
@@ -133,7 +135,8 @@ _ERRORS = {1: "unknown op code on the tape",
 KEEP_WORK_UP_TO = 1 << 20
 _WORK = ("opt_flags", "opt_rep", "opt_head", "opt_next", "opt_table", "opt_live", "opt_emap",
          "opt_code", "opt_param", "opt_eptr", "opt_arg", "opt_coef", "opt_tptr", "opt_ta",
-         "opt_tb")
+         "opt_tb", "opt_absorbed", "opt_uses", "opt_aparam", "opt_aeptr", "opt_aarg",
+         "opt_acoef", "opt_ata", "opt_atb", "opt_stack_op", "opt_stack_e", "opt_stack_c")
 
 
 def _release_work():
@@ -229,14 +232,24 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
     report.merged = int(ok.value_numbering(code, param.view(np.int64), ueptr, uarg,
                                            coef.view(np.int64), n_in, urep, *work))
 
-    # 3. dead ops, then renumbering
+    # 3. loop sums: LIN ops read once by a short LIN op, absorbed into it (among the live ops)
     roots = np.concatenate([out.ravel().astype(np.int64)] + [k.ravel().astype(np.int64)
                                                               for k in keep])
     live = workspace.buffer("opt_live", (n_slots,), np.uint8)
     n_live, n_e, n_t = ok.mark_live(ueptr, uarg, tptr.view(u), n_in, urep, roots, live,
                                     report.merged)
-    report.dead = n_ops - n_live - report.merged
-    if n_live == n_ops and not report.merged and not report.folded and code is before_code:
+    absorbed = _absorb_lin_chains(n_in, code, param, eptr, arg, coef, tptr, ta, tb, rep, live,
+                                  roots)
+    if absorbed is not None:  # 4. dead ops (the absorbed ones among them now)
+        report.absorbed, (param, eptr, arg, coef, ta, tb) = absorbed
+        ueptr, uarg = eptr.view(u), arg.view(u)
+        n_live, n_e, n_t = ok.mark_live(ueptr, uarg, tptr.view(u), n_in, urep, roots, live,
+                                        report.merged)
+
+    # 4. dead ops, then renumbering
+    report.dead = n_ops - n_live - report.merged - report.absorbed
+    if (n_live == n_ops and not report.merged and not report.folded and not report.absorbed
+            and code is before_code):
         # nothing removed (partial folds keep slots): no renumbering, the arrays as they are
         slot_map = np.arange(n_slots, dtype=INDEX)
         new = (code, param, eptr, arg, coef, tptr, ta, tb)
@@ -246,10 +259,8 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
                np.empty(n_e, INDEX), np.empty(n_e), np.empty(n_live + 1, INDEX),
                np.empty(n_t, INDEX), np.empty(n_t, INDEX))
         ok.compact(code, param, eptr, arg, coef, tptr, ta, tb, n_in, rep, live, slot_map, *new)
-    # 3b. sums of loops: chains of LIN ops into one
-    new, slot_map = _absorb_lin_chains(n_in, new, slot_map, roots, report)
 
-    # 4. scheduling: scalar code into runs
+    # 5. scheduling: scalar code into runs
     order = schedule_order(n_in, new[0], new[2], new[3], new[5])
     if order is not None:
         old = new
@@ -269,42 +280,34 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
     return Optimized(*new, new_out, new_keep, slot_map, report)
 
 
-def _absorb_lin_chains(n_in, arrays, slot_map, roots, report):
-    """Pass 3b: LIN ops read only by one short LIN op are absorbed into it (`ok.lin_chains`,
-    `ok.absorb`): the running sum s = s + t of a Python loop becomes one sum of its terms, one
-    op instead of a chain of dependent ones. Returns the arrays and the slot_map after it."""
-    code, param, eptr, arg, coef, tptr, ta, tb = arrays
+def _absorb_lin_chains(n_in, code, param, eptr, arg, coef, tptr, ta, tb, rep, live, roots):
+    """Pass 3 (`ok.lin_chains`, `ok.absorb`): the running sum s = s + t of a Python loop
+    becomes one sum of its terms, one op instead of a chain of dependent ones. Returns None
+    when no op is absorbed, else (ops absorbed, the new (param, eptr, arg, coef, ta, tb) in
+    this thread's work buffers: code and tptr stay; the absorbed ops keep no edges, and
+    dead-op elimination drops them)."""
     n_ops = code.shape[0]
-    if n_ops < 2:
-        return arrays, slot_map
     n_slots = n_in + n_ops
-    root = np.zeros(n_slots, np.uint8)
-    root[slot_map[roots]] = 1  # (roots are live)
-    absorbed = np.zeros(n_ops, np.uint8)
+    b = workspace.buffer
+    root = b("opt_flags", (n_slots,), np.uint8)  # (scan's constant flags are used up)
+    root[:] = 0
+    root[rep[roots]] = 1
+    absorbed = b("opt_absorbed", (n_ops,), np.uint8)
     u = np.uint32
-    count = ok.lin_chains(code, eptr.view(u), arg.view(u), n_in, root, absorbed)
-    if not count:
-        return arrays, slot_map
-    nparam, neptr = np.empty(n_ops), np.empty(n_ops + 1, INDEX)
-    narg, ncoef = np.empty(arg.shape[0], INDEX), np.empty(arg.shape[0])
-    nta, ntb = np.empty_like(ta), np.empty_like(tb)
-    stack = (np.empty(n_ops, INDEX), np.empty(n_ops, INDEX), np.empty(n_ops))
-    E = ok.absorb(code, param, eptr, arg, coef, tptr, ta, tb, n_in, absorbed, nparam, neptr,
-                  narg, ncoef, nta, ntb, *stack)
-    narg, ncoef = narg[:E], ncoef[:E]
-    live = np.empty(n_slots, np.uint8)
-    ident = np.arange(n_slots, dtype=INDEX)
-    n_live, n_e, n_t = ok.mark_live(neptr.view(u), narg.view(u), tptr.view(u), n_in,
-                                    ident.view(u), np.flatnonzero(root), live, 0)
-    smap = np.empty(n_slots, INDEX)
-    new = (np.empty(n_live, np.uint8), np.empty(n_live), np.empty(n_live + 1, INDEX),
-           np.empty(n_e, INDEX), np.empty(n_e), np.empty(n_live + 1, INDEX),
-           np.empty(n_t, INDEX), np.empty(n_t, INDEX))
-    ok.compact(code, nparam, neptr, narg, ncoef, tptr, nta, ntb, n_in, ident, live, smap, *new)
-    kept = slot_map >= 0
-    slot_map[kept] = smap[slot_map[kept]]  # (-1 for the absorbed ops' slots)
-    report.absorbed = n_ops - n_live
-    return new, slot_map
+    if not ok.lin_chains(code, eptr.view(u), arg.view(u), n_in, rep.view(u), live, root,
+                         b("opt_uses", (n_slots,), np.int32), absorbed):
+        return None
+    n_e = arg.shape[0]
+    new = (b("opt_aparam", (n_ops,)), b("opt_aeptr", (n_ops + 1,), INDEX),
+           b("opt_aarg", (n_e,), INDEX), b("opt_acoef", (n_e,)),
+           b("opt_ata", (ta.shape[0],), INDEX), b("opt_atb", (tb.shape[0],), INDEX))
+    stack = (b("opt_stack_op", (n_ops,), INDEX), b("opt_stack_e", (n_ops,), INDEX),
+             b("opt_stack_c", (n_ops,)))
+    E = ok.absorb(code, param, eptr, arg, coef, tptr, ta, tb, n_in, rep, live, absorbed, *new,
+                  *stack)
+    if E < 0:
+        raise RuntimeError("internal error: the loop-sum pass outgrew the tape's edges")
+    return int(absorbed.sum()), new[:2] + (new[2][:E], new[3][:E]) + new[4:]
 
 
 def schedule_order(n_in, code, eptr, arg, tptr):

@@ -502,21 +502,27 @@ def permute(code, param, eptr, arg, coef, tptr, ta, tb, n_in, order, slot_map, n
 
 
 @_jit
-def lin_chains(code, eptr, arg, n_in, root, absorbed):
+def lin_chains(code, eptr, arg, n_in, rep, live, root, uses, absorbed):
     """Mark the LIN ops that their one consumer absorbs (`absorb`): absorbed (n_ops,) uint8 :=
     1 for a LIN op read by exactly one edge, of a LIN op of at most two edges (s = s + t in a
     loop; wide sums and mat-vecs absorb nothing, so array code keeps its runs), and not a root
-    (root (n_slots,) uint8: outputs, kept slots). Returns the number marked."""
+    (root (n_slots,) uint8: outputs, kept slots). Only live ops count (live (n_slots,) from
+    `mark_live`: merged and dead ops are not), their operands read through the CSE
+    representatives rep (n_slots,). uses (n_slots,) int32 is a work array. Returns the
+    number marked."""
     n_ops = code.shape[0]
-    uses = np.zeros(n_in + n_ops, np.int32)
-    for e in range(arg.shape[0]):
-        uses[arg[e]] += 1
+    uses[:] = 0
+    absorbed[:] = 0
+    for i in range(n_ops):
+        if live[n_in + i]:
+            for e in range(eptr[i], eptr[i + 1]):
+                uses[rep[arg[e]]] += 1
     count = 0
     for i in range(n_ops):
-        if code[i] != oc.LIN or eptr[i + 1] - eptr[i] > 2:
+        if code[i] != oc.LIN or eptr[i + 1] - eptr[i] > 2 or not live[n_in + i]:
             continue
         for e in range(eptr[i], eptr[i + 1]):
-            s = arg[e]
+            s = rep[arg[e]]
             if s >= n_in and code[s - n_in] == oc.LIN and uses[s] == 1 and root[s] == 0:
                 absorbed[s - n_in] = 1
                 count += 1
@@ -524,14 +530,17 @@ def lin_chains(code, eptr, arg, n_in, root, absorbed):
 
 
 @_jit
-def absorb(code, param, eptr, arg, coef, tptr, ta, tb, n_in, absorbed, nparam, neptr, narg,
-           ncoef, nta, ntb, stack_op, stack_e, stack_c):
+def absorb(code, param, eptr, arg, coef, tptr, ta, tb, n_in, rep, live, absorbed, nparam,
+           neptr, narg, ncoef, nta, ntb, stack_op, stack_e, stack_c):
     """Each LIN op that reads absorbed LIN ops (`lin_chains`) reads their operands instead,
     in their place, coefficients multiplied along the way (recursively: a loop's running sum
     becomes one sum of all its terms); its param gains theirs likewise. Absorbed ops keep no
     edges (no op reads them any more: dead-op elimination drops them); other ops are copied
-    unchanged. New params, edges and terms into the n* arrays (at most as many edges as before);
-    stack_* (n_ops,) are work arrays. Returns the new edge count."""
+    unchanged, dead ones too (live as in `lin_chains`: an absorbed op is expanded only in its
+    one live reader, so the edges cannot outgrow the arrays). Operands are read through rep
+    (`lin_chains`). New params, edges and terms into
+    the n* arrays (at most as many edges as before); stack_* (n_ops,) are work arrays.
+    Returns the new edge count (-1 if the edges would not fit: a bug)."""
     n_ops = code.shape[0]
     E = 0
     T = 0
@@ -539,7 +548,7 @@ def absorb(code, param, eptr, arg, coef, tptr, ta, tb, n_in, absorbed, nparam, n
     for i in range(n_ops):
         shift = E - eptr[i]
         p = param[i]
-        if code[i] == oc.LIN and absorbed[i] == 0:
+        if code[i] == oc.LIN and absorbed[i] == 0 and live[n_in + i]:
             # depth-first over the absorbed operands: frames (op, next edge, multiplier)
             d = 0
             stack_op[0] = i
@@ -552,7 +561,7 @@ def absorb(code, param, eptr, arg, coef, tptr, ta, tb, n_in, absorbed, nparam, n
                     d -= 1
                     continue
                 stack_e[d] = e + 1
-                s = arg[e]
+                s = rep[arg[e]]
                 c = stack_c[d] * coef[e]
                 if s >= n_in and absorbed[s - n_in]:
                     p += c * param[s - n_in]
@@ -560,10 +569,12 @@ def absorb(code, param, eptr, arg, coef, tptr, ta, tb, n_in, absorbed, nparam, n
                     stack_op[d] = s - n_in
                     stack_e[d] = eptr[s - n_in]
                     stack_c[d] = c
-                else:
+                elif E < narg.shape[0]:  # (always: the check keeps a bug from writing past)
                     narg[E] = s
                     ncoef[E] = c
                     E += 1
+                else:
+                    return -1
         elif absorbed[i] == 0:
             for e in range(eptr[i], eptr[i + 1]):
                 narg[E] = arg[e]
