@@ -240,7 +240,7 @@ def optimize_arrays(n_in, code, param, eptr, arg, coef, tptr, ta, tb, out, x=Non
                                     report.merged)
     absorbed = _absorb_lin_chains(n_in, code, param, eptr, arg, coef, tptr, ta, tb, rep, live,
                                   roots)
-    if absorbed is not None:  # 4. dead ops (the absorbed ones among them now)
+    if absorbed is not None:  # liveness again: the absorbed ops are dead now
         report.absorbed, (param, eptr, arg, coef, ta, tb) = absorbed
         ueptr, uarg = eptr.view(u), arg.view(u)
         n_live, n_e, n_t = ok.mark_live(ueptr, uarg, tptr.view(u), n_in, urep, roots, live,
@@ -320,8 +320,9 @@ def schedule_order(n_in, code, eptr, arg, tptr):
     again: the k-th iteration's op at the k-th place of each run, its operands at steps of one
     when the iterations read consecutive elements. Only tapes large enough for a run plan
     (runs.MIN_TAPE) whose recorded order has too few runs (`runs.worth_planning`) and whose new
-    order has enough are reordered. Values are computed by the same ops (the same numbers);
-    adjoints are summed in the new reverse order (the same up to rounding)."""
+    order has enough are reordered. Values are computed by the same ops (the same numbers,
+    but for sums of 3 or more terms, whose operands `ok.permute` sorts by slot); adjoints
+    are summed in the new reverse order (the same up to rounding)."""
     n_ops = code.shape[0]
     if n_ops < runs.MIN_TAPE or runs.worth_planning(code, runs.MIN_RUN):
         return None

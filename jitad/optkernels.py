@@ -538,9 +538,9 @@ def absorb(code, param, eptr, arg, coef, tptr, ta, tb, n_in, rep, live, absorbed
     edges (no op reads them any more: dead-op elimination drops them); other ops are copied
     unchanged, dead ones too (live as in `lin_chains`: an absorbed op is expanded only in its
     one live reader, so the edges cannot outgrow the arrays). Operands are read through rep
-    (`lin_chains`). New params, edges and terms into
-    the n* arrays (at most as many edges as before); stack_* (n_ops,) are work arrays.
-    Returns the new edge count (-1 if the edges would not fit: a bug)."""
+    (`lin_chains`). New params, edges and terms into the n* arrays (at most as many edges as
+    before); stack_* (n_ops,) are work arrays. Returns the new edge count (-1 if the edges
+    would not fit: a bug)."""
     n_ops = code.shape[0]
     E = 0
     T = 0

@@ -33,9 +33,10 @@ MIN_RUN = 16
 # Below this fraction of ops in runs the tape keeps the per-op sweeps: the per-op segments of
 # the run sweeps are ~10% slower than `sweeps.py` (measured, cause not found).
 MIN_COVERAGE = 0.25
-# Tapes with fewer ops keep the per-op sweeps: a plan saves a few microseconds there (1.2x on
-# Rosenbrock n = 100), while compiling the run kernels costs ~10 s of CPU once per environment
-# (cached on disk afterwards), which small problems and the cold-start figure should not pay.
+# Tapes with fewer ops keep the per-op sweeps: compiling the run kernels costs ~10 s of CPU
+# once per environment (cached on disk afterwards), which the tiniest problems should not pay.
+# Since the sweeps dropped reference counting a plan pays from ~100 ops (Rosenbrock n = 100,
+# 595 ops: gradient 2.0 us over its plan, 5.5 op by op); the limit was 1000 before.
 MIN_TAPE = 128
 WIDE = 3  # LIN ops with at least this many edges are BLOCK candidates
 # Tapes with this many ops sweep forward on all threads (`run_sweeps.forward_parallel`), each
@@ -100,9 +101,10 @@ class Plan:
 
     def value_free(self, code, eptr, arg, n_in):
         """(R,) uint8: 1 for the runs (and per-op segments) of LIN ops whose values no
-        derivative reads (kept on the plan). Derivative-only sweeps (`run_sweeps.forward_some`) skip them: their partials
-        are their coefficients, and only the function value needs them (a final sum, and the
-        linear combinations feeding it only). SKIP_NONE (empty) when there are none."""
+        derivative reads (kept on the plan). Derivative-only sweeps
+        (`run_sweeps.forward_some`) skip them: their partials are their coefficients, and only
+        the function value needs them (a final sum, and the linear combinations feeding it
+        only). SKIP_NONE (empty) when there are none."""
         skip = self.__dict__.get("_value_free")
         if skip is None:
             skip = _value_free_runs(code, eptr, arg, n_in, self.seg, self.kind)
