@@ -1,11 +1,14 @@
-"""Tape optimisation at the end of recording (jitad/optimize.py): constant folding, CSE and
-dead-op elimination keep every value and derivative, shrink the tape where expected, and keep
-inputs, outputs and kept slots valid.
+"""Tape optimisation at the end of recording (jitad/optimize.py): constant folding, CSE,
+loop sums, dead-op elimination and the scheduling of scalar loops keep every value and
+derivative, shrink or reorder the tape where expected, and keep inputs, outputs and kept
+slots valid.
 
 References: the same function recorded with optimize=False (whose sweeps are tested against
 analytic derivatives and finite differences elsewhere), analytic derivatives, and numpy.
 """
+import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +21,10 @@ from jitad import opcodes as oc
 from jitad.optimize import optimize_arrays, remap_slots
 from test_properties import (ALL_OPS, MAT_ALL, SETTINGS, _mask, _sane, _vec, make_ctx,
                              mat_programs, programs, run_mat)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "perf"))
+import problems  # noqa: E402
 
 M = np.array([True, False, True, False, True])
 X0 = np.array([0.3, -1.2, 0.8, 1.5, -0.4])
@@ -448,13 +455,7 @@ def test_guard_operands_stay_alive_and_are_renumbered():
     assert_same_function(t, t0, X0)
 
 
-def loop_rosenbrock(x):
-    s = 0.0
-    for i in range(x.shape[0] - 1):
-        a = x[i + 1] - x[i] * x[i]
-        b = 1.0 - x[i]
-        s = s + 100.0 * a * a + b * b
-    return s
+loop_rosenbrock = problems.rosenbrock_loop  # s = s + 100 a a + b b over i
 
 
 def test_loop_sums_become_one_sum():
