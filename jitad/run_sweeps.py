@@ -20,13 +20,13 @@ from .runs import (BLOCK, COVERED, ELEM, FIRST0, FIRST1, FUSE_CHUNK, FUSED, OPS,
                    SAME_PARAM, SKIP_NONE, disjoint)
 
 # The sweeps allocate nothing, so they are compiled without Numba's reference counting
-# (_nrt=False): every array view (a run's operands, a pack's arrays) otherwise costs an
-# NRT_incref/NRT_decref pair of calls, ~150 ns per run entered (measured: a run of 20 squares
-# 79 ns with it, 14 ns without), a third of a 100-input Rosenbrock gradient. Views here only
-# borrow the caller's arrays. Kernels that return a new array keep it (`_ajit`).
-_jit = njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
+# (`_fjit`, as in sweeps.py): every array view (a run's operands, a pack's arrays) otherwise
+# costs an NRT_incref/NRT_decref pair of calls, ~150 ns per run entered (measured: a run of 20
+# squares 79 ns with it, 14 ns without), a third of a 100-input Rosenbrock gradient. Views
+# here only borrow the caller's arrays. A kernel that returns a new array keeps it (`_jit`).
+_fjit = njit(cache=True, error_model="numpy", nogil=True, _nrt=False)
 _ijit = njit(cache=True, error_model="numpy", nogil=True, inline="always")
-_ajit = njit(cache=True, error_model="numpy", nogil=True)
+_jit = njit(cache=True, error_model="numpy", nogil=True)
 
 
 _ops_forward = sweeps.forward_ops  # the per-op stretches between runs
@@ -44,7 +44,7 @@ _binary_rule = njit(cache=True, error_model="numpy", nogil=True, inline="always"
     binary_rule.py_func)
 
 
-@_jit
+@_fjit
 def _lin_same(y, val, n, E, b0, s0, b1, s1, p, c0, c1):
     """y[k] = (p + c0 * x0[k]) + c1 * x1[k] with shared p, c0, c1 (same rounding as per op).
 
@@ -78,7 +78,7 @@ def _lin_same(y, val, n, E, b0, s0, b1, s1, p, c0, c1):
         y[:] = p
 
 
-@_jit
+@_fjit
 def _lin_any(y, pp, cc, val, n, E, b0, s0, b1, s1):
     """y[k] = (pp[k] + cc[E*k] * x0[k]) + cc[E*k+1] * x1[k] (per-op params and coefficients)."""
     if E == 1:
@@ -102,7 +102,7 @@ _POW_VC = oc.binary_code("power", oc.VC)
 _SQUARE = oc.UNARY_CODE["square"]
 
 
-@_jit
+@_fjit
 def _multiply_run(val, y, n, b0, b1, partials, d1, d2, e0, t0):
     """A run of a * b over contiguous operands: no rule dispatch, so LLVM vectorises it."""
     x0 = val[b0:b0 + n]
@@ -121,7 +121,7 @@ def _multiply_run(val, y, n, b0, b1, partials, d1, d2, e0, t0):
             h[k] = dab
 
 
-@_jit
+@_fjit
 def _square_run(val, y, n, b0, partials, d1, d2, e0, t0):
     """A run of x**2 (np.square, or power with the shared exponent 2) over contiguous
     operands: one edge and one term per op."""
@@ -137,7 +137,7 @@ def _square_run(val, y, n, b0, partials, d1, d2, e0, t0):
             h[k] = dd
 
 
-@_jit
+@_fjit
 def _geometry(eptr, tptr, n_in, i0, i1):
     """(ops, first edge, edges per op, first term, terms per op, first output slot) of the
     run of ops i0..i1-1."""
@@ -171,7 +171,7 @@ def _elem_common(c, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2
     return True
 
 
-@_jit
+@_fjit
 def _elem_forward(c, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, i0, i1, b0,
                   s0, b1, s1, fl, p, c0, c1):
     """An ELEM run not swept by `_elem_common`: ops i0..i1-1 of code c, operand p of op i0+k
@@ -221,7 +221,7 @@ def _elem_forward(c, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d
         sweeps.copy_into(y, param[i0:i1])
 
 
-@_jit
+@_fjit
 def _block_lanes(c, x):
     """sum(c * x) in the 4 lanes of `sweeps.lin_lanes`, in its order."""
     E = c.shape[0]
@@ -245,7 +245,7 @@ def _block_lanes(c, x):
     return (s0 + s1) + (s2 + s3)
 
 
-@_jit
+@_fjit
 def _block_row(p, c, x):
     """p + sum(c * x), in the order of the per-op sweeps: 4 lanes from sweeps.LANES_FROM
     terms on, else one running sum from p."""
@@ -257,7 +257,7 @@ def _block_row(p, c, x):
     return v
 
 
-@_jit
+@_fjit
 def _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, i0, i1, b, s):
     """A BLOCK run: LIN op i0+k sums coef * x over slots b + k*s + j, j < E (sum, mat-vec)."""
     e0 = eptr[i0]
@@ -270,7 +270,7 @@ def _block_forward(param, eptr, coef, n_in, lin_d1, val, d1, i0, i1, b, s):
         sweeps.copy_into(d1[e0:e0 + (i1 - i0) * E], coef[e0:e0 + (i1 - i0) * E])
 
 
-@_jit
+@_fjit
 def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, val, d1, d2,
             seg, kind, base, stride, flags, const):
     """`sweeps.forward` over a run plan (`runs.Plan.arrays`): the same values in val
@@ -283,7 +283,7 @@ def forward(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, va
                  seg, kind, base, stride, flags, const, SKIP_NONE)
 
 
-@_ajit
+@_jit
 def value(P, x, val):
     """`sweeps.value` for a tape's pack with its plan: the run forward sweep without partials;
     returns the outputs y (m,)."""
@@ -294,7 +294,7 @@ def value(P, x, val):
     return sweeps.gather(val, out)
 
 
-@_jit
+@_fjit
 def forward_some(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_ready, val, d1, d2,
                  seg, kind, base, stride, flags, const, skip):
     """`forward` without the runs r with skip[r] (an empty skip: none): for derivative-only
@@ -318,7 +318,7 @@ def forward_some(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_read
         r = r1
 
 
-@_jit
+@_fjit
 def _stretch_end(flags, r):
     """The end of the stretch of runs that starts at run r (`runs.fused_stretches`)."""
     r1 = r + 1
@@ -327,7 +327,7 @@ def _stretch_end(flags, r):
     return r1
 
 
-@_jit
+@_fjit
 def _stretch(code, param, eptr, coef, tptr, n_in, partials, lin_d1, val, d1, d2, seg, kind,
              base, stride, flags, const, skip, r0, r1, a, b):
     """Ops a..b-1 of each run r0..r1-1 of a stretch (`runs.fused_stretches`), runs skip[r]
@@ -393,7 +393,7 @@ def forward_parallel(code, param, eptr, arg, coef, tptr, n_in, x, partials, lin_
         r = r1
 
 
-@_jit
+@_fjit
 def gradient(P, x, lin_ready, skip_free, val, d1, d2, adj, g):
     """`forward_some` with partials, then `reverse1`, for a tape's pack (`packs.Pack`): the
     gradient of its single output into g (n_in,) and the adjoints into adj (n_slots,), in one
@@ -408,7 +408,7 @@ def gradient(P, x, lin_ready, skip_free, val, d1, d2, adj, g):
     sweeps.copy_into(g, adj[:n_in])  # here, not adj[:n_in].copy() in Python: 0.15 against 0.7 us
 
 
-@_jit
+@_fjit
 def _rev_operand(adj, d1, e0, step, o, n, b, s, same, cv, first):
     """adj[b + k*s] += D[k] * adj[o + k] for one operand position of a run, where D[k] is its
     partial d1[e0 + k*step] (or cv when the run's ops share it). A stride-0 operand gathers its
@@ -450,7 +450,7 @@ def _rev_operand(adj, d1, e0, step, o, n, b, s, same, cv, first):
         adj[b] = acc
 
 
-@_jit
+@_fjit
 def _rev_pair(adj, d1, e0, o, n, b0, b1, same, c0, c1, f0, f1):
     """adj[b0 + k] += D0[k] * adj[o + k] and adj[b1 + k] += D1[k] * adj[o + k] in one pass
     (disjoint unit-stride operands of a two-operand run; D and first (f0, f1) as in
@@ -495,7 +495,7 @@ def _rev_pair(adj, d1, e0, o, n, b0, b1, same, c0, c1, f0, f1):
                 xb[k] += ao[k] * dk[2 * k + 1]
 
 
-@_jit
+@_fjit
 def _elem_reverse(c, eptr, d1, n_in, adj, i0, i1, b0, s0, b1, s1, fl, c0, c1, first):
     """The adjoint contributions of an ELEM run; first: honour the run's FIRST0/FIRST1 flags
     (the first-order reverse sweeps; `hvp1` zeroes its second-order adjoints)."""
@@ -522,7 +522,7 @@ def _elem_reverse(c, eptr, d1, n_in, adj, i0, i1, b0, s0, b1, s1, fl, c0, c1, fi
                 adj[b1 + k * s1] += a * d1[e0 + 2 * k + 1]
 
 
-@_jit
+@_fjit
 def _block_reverse(eptr, d1, n_in, adj, i0, i1, b, s, first):
     """The adjoint contributions of a BLOCK run; first: its FIRST0 flag, honoured (the ops'
     operand blocks are then disjoint: `runs.first_writes`)."""
@@ -541,7 +541,7 @@ def _block_reverse(eptr, d1, n_in, adj, i0, i1, b, s, first):
                 xa[j] += a * dk[j]
 
 
-@_jit
+@_fjit
 def reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, flags, const):
     """`sweeps.reverse1` over a run plan: adjoints of all slots into adj (n_slots,). Runs
     flagged FIRST0/FIRST1 assign their operands' first contributions, so only the inputs and
@@ -564,7 +564,7 @@ def reverse1(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, stride, fl
             _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1)
 
 
-@_jit
+@_fjit
 def _zero_unreached(adj, n_in, seg, flags, part, n_parts):
     """Zero part `part` of n_parts of the adjoints `reverse1` does not assign first: the
     inputs' and those of the segments not COVERED (`runs.first_writes`)."""
@@ -635,7 +635,7 @@ def reverse1_parallel(eptr, arg, d1, n_in, out, w, adj, code, seg, kind, base, s
             _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1)
 
 
-@_jit
+@_fjit
 def _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1):
     """Ops i1-1 down to i0 one at a time: the loop of `sweeps.reverse1`."""
     for i in range(i1 - 1, i0 - 1, -1):
@@ -645,7 +645,7 @@ def _ops_reverse(eptr, arg, d1, n_in, adj, i0, i1):
 
 
 # ------------------------------------------------------------------ Hessian-vector product
-@_jit
+@_fjit
 def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, code, seg, kind, base,
          stride, flags, const):
     """`sweeps.hvp1` over a run plan: H_w @ v into bar[:n_in] (adj: the first-order adjoints
@@ -678,7 +678,7 @@ def hvp1(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, v, dot, bar, code, seg, kin
             sweeps.hvp1_ops(eptr, arg, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, i0, i1)
 
 
-@_jit
+@_fjit
 def hvp_at(P, x, sweep, lin_ready, val, d1, d2, adj, w, v, dot, bar, hv):
     """H_w @ v into hv (n_in,) in one call, for a tape's pack (`packs.Pack`): with `sweep`,
     the forward sweep at x first (else val, d1, d2 hold x's values and partials); then the
@@ -694,7 +694,7 @@ def hvp_at(P, x, sweep, lin_ready, val, d1, d2, adj, w, v, dot, bar, hv):
     sweeps.copy_into(hv, bar[:n_in])
 
 
-@_jit
+@_fjit
 def _elem_tangent(eptr, d1, n_in, dot, i0, i1, b0, s0, b1, s1):
     """Tangents of an ELEM run: 0.0 + the sum of d1 * operand tangents, in edge order (the
     per-op rounding, -0.0 included)."""
@@ -727,7 +727,7 @@ def _elem_tangent(eptr, d1, n_in, dot, i0, i1, b0, s0, b1, s1):
         y[:] = 0.0
 
 
-@_jit
+@_fjit
 def _block_tangent(eptr, d1, n_in, dot, i0, i1, b, s):
     e0 = eptr[i0]
     E = eptr[i0 + 1] - e0
@@ -737,7 +737,7 @@ def _block_tangent(eptr, d1, n_in, dot, i0, i1, b, s):
                                 dot[b + k * s:b + k * s + E])
 
 
-@_jit
+@_fjit
 def _elem_hvp(eptr, d1, tptr, ta, tb, d2, n_in, adj, dot, bar, arg, i0, i1, b0, s0, b1, s1):
     """`sweeps.hvp1_ops` over an ELEM run with second-order terms. With unit-stride operands
     (and, for two, disjoint ones) each slot gets contributions from one op of the run only,
